@@ -1,0 +1,107 @@
+//! Percent-encoding of protocol fields (RFC 3986 style `%XX`).
+//!
+//! Only what would break the framing is escaped: control bytes, space, DEL
+//! and `%` itself, so URIs and most values stay readable on the wire.
+//! Non-ASCII UTF-8 passes through unchanged.
+
+use crate::error::{ErrorCode, ParseError};
+
+/// Whether `b` must be escaped in a plain field.
+fn must_escape(b: u8) -> bool {
+    b <= b' ' || b == 0x7f || b == b'%'
+}
+
+/// Appends `s` to `out`, escaping what the framing rules or `extra` name.
+pub(crate) fn encode_into(out: &mut String, s: &str, extra: impl Fn(u8) -> bool) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for ch in s.chars() {
+        match u8::try_from(ch) {
+            Ok(b) if b.is_ascii() && (must_escape(b) || extra(b)) => {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
+            _ => out.push(ch),
+        }
+    }
+}
+
+/// Percent-encodes one field so it contains no space, CR, LF or bare `%`.
+pub fn encode_field(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    encode_into(&mut out, s, |_| false);
+    out
+}
+
+/// Decodes one percent-encoded field; the result must be valid UTF-8.
+pub fn decode_field(field: &str) -> Result<String, ParseError> {
+    if !field.contains('%') {
+        return Ok(field.to_owned());
+    }
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or_else(|| bad_escape(field))?;
+            let hi = hex_val(hex[0]).ok_or_else(|| bad_escape(field))?;
+            let lo = hex_val(hex[1]).ok_or_else(|| bad_escape(field))?;
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| {
+        ParseError::new(
+            ErrorCode::BadMessage,
+            format!("field {field:?} decodes to invalid UTF-8"),
+        )
+    })
+}
+
+fn bad_escape(field: &str) -> ParseError {
+    ParseError::new(
+        ErrorCode::BadMessage,
+        format!("bad percent-escape in field {field:?} (expected %XX with two hex digits)"),
+    )
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn escapes_only_framing_bytes() {
+        assert_eq!(encode_field("tcp://h:1/a b%c\r\n"), "tcp://h:1/a%20b%25c%0D%0A");
+        assert_eq!(encode_field("héllo wörld"), "héllo%20wörld");
+        assert_eq!(decode_field("a%20b%2fc").unwrap(), "a b/c");
+    }
+
+    #[test]
+    fn rejects_bad_escapes() {
+        for bad in ["%", "%2", "%zz", "a%g0", "%ff"] {
+            assert!(decode_field(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn roundtrip(s in ".*") {
+            let enc = encode_field(&s);
+            prop_assert!(!enc.contains(' ') && !enc.contains('\n') && !enc.contains('\r'));
+            prop_assert_eq!(decode_field(&enc).unwrap(), s);
+        }
+    }
+}

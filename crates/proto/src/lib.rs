@@ -1,0 +1,28 @@
+//! The Rarangi line protocol: messages, codec, percent-encoding, URIs and
+//! hybrid logical clock timestamps.
+//!
+//! Pure data and parsing: no I/O, no async runtime, no wall clock. The daemon
+//! reads lines from sockets and hands them to [`parse_line`]; the core state
+//! machine speaks [`Message`] values; [`Message::encode`] turns them back into
+//! lines.
+
+#![forbid(unsafe_code)]
+
+mod attrs;
+mod encoding;
+mod error;
+mod message;
+mod names;
+mod ts;
+mod uri;
+
+pub use attrs::Attrs;
+pub use encoding::{decode_field, encode_field};
+pub use error::{ErrorCode, ParseError};
+pub use message::{parse_line, parse_line_with_limit, Bound, Message, MessageKind};
+pub use names::{validate_cluster, validate_environment, validate_key, NameError};
+pub use ts::{Hlc, SkewError, Ts};
+pub use uri::{CatalogueUri, ServiceUri, UriError, MAX_URI_LEN};
+
+/// Default maximum length of one line in bytes, excluding the LF (DESIGN §2).
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;

@@ -152,6 +152,12 @@ pub enum Message {
         /// Exclusive upper bound.
         hi: Bound,
     },
+    /// `18 SYNC_MARK final`: end of one reconciliation round; `final` (1)
+    /// says the sender needs nothing more, so the link is in sync.
+    SyncMark {
+        /// True when reconciliation is complete.
+        last: bool,
+    },
 }
 
 /// The kind of a message: its numeric code and keyword.
@@ -176,9 +182,10 @@ pub enum MessageKind {
     Catalogue = 15,
     Sync = 16,
     SyncPull = 17,
+    SyncMark = 18,
 }
 
-const KINDS: [(MessageKind, &str); 18] = [
+const KINDS: [(MessageKind, &str); 19] = [
     (MessageKind::Welcome, "WELCOME"),
     (MessageKind::Heartbeat, "HEARTBEAT"),
     (MessageKind::Error, "ERROR"),
@@ -197,6 +204,7 @@ const KINDS: [(MessageKind, &str); 18] = [
     (MessageKind::Catalogue, "CATALOGUE"),
     (MessageKind::Sync, "SYNC"),
     (MessageKind::SyncPull, "SYNC_PULL"),
+    (MessageKind::SyncMark, "SYNC_MARK"),
 ];
 
 impl MessageKind {
@@ -226,7 +234,17 @@ impl MessageKind {
         use MessageKind::*;
         matches!(
             self,
-            Welcome | AddLink | DelLink | AddServ | DelServ | SetKey | DelKey | Catalogue | Sync | SyncPull
+            Welcome
+                | AddLink
+                | DelLink
+                | AddServ
+                | DelServ
+                | SetKey
+                | DelKey
+                | Catalogue
+                | Sync
+                | SyncPull
+                | SyncMark
         )
     }
 }
@@ -254,6 +272,7 @@ impl Message {
             Message::Catalogue { .. } => K::Catalogue,
             Message::Sync { .. } => K::Sync,
             Message::SyncPull { .. } => K::SyncPull,
+            Message::SyncMark { .. } => K::SyncMark,
         }
     }
 
@@ -362,6 +381,9 @@ impl Message {
                 w.bound(lo);
                 w.bound(hi);
             }
+            Message::SyncMark { last } => {
+                let _ = write!(w.0, " {}", u8::from(*last));
+            }
         }
         w.0
     }
@@ -408,7 +430,10 @@ pub fn parse_line_with_limit(line: &[u8], max_len: usize) -> Result<Message, Par
     if line.len() > max_len {
         return Err(ParseError::new(
             ErrorCode::LineTooLong,
-            format!("line of {} bytes exceeds the limit of {max_len} bytes", line.len()),
+            format!(
+                "line of {} bytes exceeds the limit of {max_len} bytes",
+                line.len()
+            ),
         ));
     }
     let line = std::str::from_utf8(line)
@@ -419,13 +444,12 @@ pub fn parse_line_with_limit(line: &[u8], max_len: usize) -> Result<Message, Par
         let shown: String = first.chars().take(40).collect();
         ParseError::new(
             ErrorCode::BadMessage,
-            format!("unknown message code {shown:?}; expected 0-17 or a keyword such as REG_SERV or SUB_SERV"),
+            format!(
+                "unknown message code {shown:?}; expected 0-18 or a keyword such as REG_SERV or SUB_SERV"
+            ),
         )
     })?;
-    let mut r = FieldReader {
-        kind,
-        fields,
-    };
+    let mut r = FieldReader { kind, fields };
     let msg = r.message()?;
     r.finish()?;
     Ok(msg)
@@ -577,7 +601,9 @@ impl<'a> FieldReader<'a> {
                 // A missing regex means "everything", for people at a terminal.
                 let regex = match self.fields.next() {
                     None => String::new(),
-                    Some(raw) => decode_field(raw).map_err(|e| self.err(format_args!("<regex>: {}", e.text)))?,
+                    Some(raw) => {
+                        decode_field(raw).map_err(|e| self.err(format_args!("<regex>: {}", e.text)))?
+                    }
                 };
                 if self.kind == K::SubServ {
                     Message::SubServ { regex }
@@ -614,6 +640,11 @@ impl<'a> FieldReader<'a> {
                 lo: self.bound("lo")?,
                 hi: self.bound("hi")?,
             },
+            K::SyncMark => match self.raw("final")? {
+                "0" => Message::SyncMark { last: false },
+                "1" => Message::SyncMark { last: true },
+                other => return Err(self.err(format_args!("<final> must be 0 or 1, got {other:?}"))),
+            },
         })
     }
 
@@ -647,9 +678,13 @@ mod tests {
                 environment: "production".into()
             }
         );
-        let m = parse_line(b"add_serv tcp://10.1.2.3:8080/orders x-tvnetcs://h1:4760/ eu 42 weight=10").unwrap();
+        let m =
+            parse_line(b"add_serv tcp://10.1.2.3:8080/orders x-tvnetcs://h1:4760/ eu 42 weight=10").unwrap();
         assert_eq!(m.kind(), MessageKind::AddServ);
-        assert_eq!(m.encode(), "5 tcp://10.1.2.3:8080/orders x-tvnetcs://h1:4760/ eu 42 weight=10");
+        assert_eq!(
+            m.encode(),
+            "5 tcp://10.1.2.3:8080/orders x-tvnetcs://h1:4760/ eu 42 weight=10"
+        );
     }
 
     #[test]

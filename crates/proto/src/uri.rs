@@ -71,7 +71,11 @@ fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let end = rest.find(']')?;
         let host = &rest[..end];
-        if host.is_empty() || !host.bytes().all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.') {
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+        {
             return None;
         }
         match &rest[end + 1..] {
@@ -127,7 +131,9 @@ impl ServiceUri {
         if s.chars().any(|c| c.is_control() || c == ' ') {
             return Err(err("contains spaces or control characters"));
         }
-        let colon = s.find("://").ok_or_else(|| err("must be absolute: SCHEME://HOST[:PORT]/NAME"))?;
+        let colon = s
+            .find("://")
+            .ok_or_else(|| err("must be absolute: SCHEME://HOST[:PORT]/NAME"))?;
         let scheme = &s[..colon];
         let scheme_ok = scheme.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
             && scheme
@@ -150,7 +156,9 @@ impl ServiceUri {
             .map(|p| &p[..p.find(['/', '?', '#']).unwrap_or(p.len())])
             .unwrap_or("");
         if name.is_empty() {
-            return Err(err("needs a path whose first segment names the service, as in tcp://host:8080/orders"));
+            return Err(err(
+                "needs a path whose first segment names the service, as in tcp://host:8080/orders",
+            ));
         }
         let name_start = authority_start + auth_len + 1;
         Ok(Self {
@@ -192,7 +200,10 @@ mod tests {
     fn catalogue_uris() {
         let u = CatalogueUri::parse("x-tvnetcs://10.0.0.1:4760/").unwrap();
         assert_eq!(u.addr(), "10.0.0.1:4760");
-        assert_eq!(CatalogueUri::from_addr("[::1]:4761").unwrap().addr(), "[::1]:4761");
+        assert_eq!(
+            CatalogueUri::from_addr("[::1]:4761").unwrap().addr(),
+            "[::1]:4761"
+        );
         for bad in [
             "x-tvnetcs://h/",
             "x-tvnetcs://h:0/",
@@ -214,7 +225,14 @@ mod tests {
         assert_eq!((s.name(), s.instance()), ("api", "host:80"));
         let s = ServiceUri::parse("tcp://[::1]:9/x").unwrap();
         assert_eq!(s.instance(), "[::1]:9");
-        for bad in ["tcp://h:1", "tcp://h:1/", "orders", "tcp:///x", "1a://h/x", "tcp://h:1/a b"] {
+        for bad in [
+            "tcp://h:1",
+            "tcp://h:1/",
+            "orders",
+            "tcp:///x",
+            "1a://h/x",
+            "tcp://h:1/a b",
+        ] {
             assert!(ServiceUri::parse(bad).is_err(), "{bad}");
         }
     }

@@ -5,8 +5,7 @@ use proptest::prelude::*;
 use rarangi_proto::*;
 
 fn catalogue() -> impl Strategy<Value = CatalogueUri> {
-    ("[a-z][a-z0-9.-]{0,20}", 1u16..)
-        .prop_map(|(h, p)| CatalogueUri::from_addr(&format!("{h}:{p}")).unwrap())
+    ("[a-z][a-z0-9.-]{0,20}", 1u16..).prop_map(|(h, p)| CatalogueUri::from_addr(&format!("{h}:{p}")).unwrap())
 }
 
 fn service() -> impl Strategy<Value = ServiceUri> {
@@ -111,6 +110,7 @@ fn message() -> impl Strategy<Value = Message> {
             }
         }),
         (bound(), bound()).prop_map(|(lo, hi)| Message::SyncPull { lo, hi }),
+        any::<bool>().prop_map(|last| Message::SyncMark { last }),
     ]
 }
 

@@ -1,0 +1,1242 @@
+//! The catalogue state machine.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+
+use rarangi_proto::{Attrs, Bound, CatalogueUri, ErrorCode, Hlc, Message, ServiceUri, Ts};
+use regex::Regex;
+
+use crate::config::Config;
+use crate::horizon::Horizon;
+use crate::item::{version, Class, Item, ItemKey, KeyRecord, PeerId, Value};
+use crate::output::{ClientId, Durable, Notice, Output, PersistOp};
+use crate::{sync, topology};
+
+/// A neighbour catalogue with a connection up.
+#[derive(Debug)]
+struct Peer {
+    id: PeerId,
+    state: PeerState,
+}
+
+/// The life of a link: the peer's CATALOGUE record opens reconciliation;
+/// the link joins the topology (ADD_LINK) only once reconciliation is done,
+/// so nobody sees the far side's services before its deletes have arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerState {
+    /// WELCOME exchanged; waiting for the peer's CATALOGUE record.
+    Handshake,
+    /// Reconciling; `asked` is true when we sent SYNC or SYNC_PULL since
+    /// our last SYNC_MARK. Changes are flooded to the peer already.
+    Syncing { asked: bool },
+    /// In the topology.
+    Up,
+}
+
+#[derive(Debug, Default)]
+struct Client {
+    may_register: bool,
+    regs: BTreeSet<ServiceUri>,
+    subs: Vec<(String, Regex)>,
+    follows_links: bool,
+}
+
+#[derive(Debug)]
+struct OwnReg {
+    holders: Vec<ClientId>,
+    attrs: Attrs,
+}
+
+/// A service record currently visible at this catalogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceView {
+    /// The service URI.
+    pub service: ServiceUri,
+    /// The catalogue it is registered at.
+    pub catalogue: CatalogueUri,
+    /// That catalogue's cluster.
+    pub cluster: String,
+    /// Registration metadata.
+    pub attrs: Attrs,
+    /// The record's version.
+    pub ts: Ts,
+}
+
+impl ServiceView {
+    fn add_message(&self) -> Message {
+        Message::AddServ {
+            service: self.service.clone(),
+            catalogue: self.catalogue.clone(),
+            cluster: self.cluster.clone(),
+            ts: self.ts,
+            attrs: self.attrs.clone(),
+        }
+    }
+
+    fn del_message(&self, ts: Ts) -> Message {
+        Message::DelServ {
+            service: self.service.clone(),
+            catalogue: self.catalogue.clone(),
+            cluster: self.cluster.clone(),
+            ts,
+        }
+    }
+}
+
+/// The link topology as this catalogue sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologyView {
+    /// This catalogue.
+    pub me: CatalogueUri,
+    /// Every catalogue known, with its cluster ("" if only seen in a link).
+    pub catalogues: BTreeMap<CatalogueUri, String>,
+    /// Links that are up.
+    pub links: BTreeSet<(CatalogueUri, CatalogueUri)>,
+    /// Catalogues reachable from this one, itself included.
+    pub reachable: BTreeSet<CatalogueUri>,
+    /// The lowest reachable URI.
+    pub leader: CatalogueUri,
+}
+
+/// One catalogue: the replicated database plus its clients.
+#[derive(Debug)]
+pub struct Catalogue {
+    cfg: Config,
+    hlc: Hlc,
+    incarnation: Ts,
+    now_ms: u64,
+    db: BTreeMap<String, Item>,
+    tombstones: BTreeSet<(Ts, String)>,
+    volatile_horizon: Horizon,
+    /// Collected configuration deletes (key → version), kept so an older
+    /// copy arriving after collection is refused: exact last-writer-wins.
+    collected_keys: BTreeMap<String, Ts>,
+    peers: BTreeMap<CatalogueUri, Peer>,
+    next_peer: PeerId,
+    clients: BTreeMap<ClientId, Client>,
+    own: BTreeMap<ServiceUri, OwnReg>,
+    /// Incarnation and cluster of every catalogue with a record.
+    catalogues: BTreeMap<CatalogueUri, (Ts, String)>,
+    links: BTreeSet<(CatalogueUri, CatalogueUri)>,
+    reachable: BTreeSet<CatalogueUri>,
+    leader: CatalogueUri,
+    visible: BTreeMap<String, ServiceView>,
+    topo_dirty: bool,
+    dirty_services: BTreeSet<String>,
+    out: Vec<Output>,
+}
+
+impl Catalogue {
+    /// Starts a catalogue. `durable` is what its [`PersistOp`]s wrote before
+    /// (empty on first start); `clock_floor` is the persisted high-water mark
+    /// of its clock, so timestamps stay monotonic across restarts.
+    pub fn new(cfg: Config, durable: Durable, clock_floor: Ts, now_ms: u64) -> Self {
+        let mut hlc = Hlc::new(clock_floor, cfg.max_skew_ms);
+        let restored = durable
+            .keys
+            .iter()
+            .map(|r| r.ts)
+            .chain(durable.collected.iter().map(|c| c.1));
+        for ts in restored {
+            let _ = hlc.observe(ts, u64::MAX / 2);
+        }
+        let incarnation = hlc.now(now_ms);
+        let me = cfg.uri.clone();
+        let mut c = Self {
+            hlc,
+            incarnation,
+            now_ms,
+            db: BTreeMap::new(),
+            tombstones: BTreeSet::new(),
+            volatile_horizon: Horizon::default(),
+            collected_keys: durable.collected.iter().cloned().collect(),
+            peers: BTreeMap::new(),
+            next_peer: 0,
+            clients: BTreeMap::new(),
+            own: BTreeMap::new(),
+            catalogues: BTreeMap::new(),
+            links: BTreeSet::new(),
+            reachable: BTreeSet::from([me.clone()]),
+            leader: me.clone(),
+            visible: BTreeMap::new(),
+            topo_dirty: true,
+            dirty_services: BTreeSet::new(),
+            out: Vec::new(),
+            cfg,
+        };
+        for rec in durable.keys {
+            let value = rec.to_value();
+            c.put(value.key().sort_key(), Item::new(value, rec.ts));
+        }
+        let record = Value::Catalogue {
+            uri: me,
+            cluster: c.cfg.cluster.clone(),
+        };
+        c.put(record.key().sort_key(), Item::new(record, incarnation));
+        c.refresh();
+        c.out.clear();
+        c
+    }
+
+    // ----- inputs -------------------------------------------------------
+
+    /// A connection to a peer catalogue passed the WELCOME check
+    /// ([`crate::check_welcome`]). The link joins the topology when the
+    /// peer's CATALOGUE record arrives.
+    pub fn link_up(&mut self, now_ms: u64, peer: &CatalogueUri) {
+        self.now_ms = now_ms;
+        if self.peers.contains_key(peer) {
+            self.drop_peer(peer);
+        }
+        let id = self.next_peer;
+        self.next_peer = self.next_peer.wrapping_add(1);
+        self.peers.insert(
+            peer.clone(),
+            Peer {
+                id,
+                state: PeerState::Handshake,
+            },
+        );
+        let key = ItemKey::Catalogue(self.cfg.uri.clone()).sort_key();
+        if let Some(item) = self.db.get_mut(&key) {
+            item.mark_known(id);
+            let msg = item.value.to_message(item.ts);
+            self.send_peer(peer, msg);
+        }
+        self.refresh();
+    }
+
+    /// The connection to a peer closed or timed out.
+    pub fn link_down(&mut self, now_ms: u64, peer: &CatalogueUri) {
+        self.now_ms = now_ms;
+        self.drop_peer(peer);
+        self.refresh();
+    }
+
+    /// A message arrived on the link to `peer`.
+    pub fn peer_message(&mut self, now_ms: u64, peer: &CatalogueUri, msg: Message) {
+        self.now_ms = now_ms;
+        let Some(p) = self.peers.get(peer) else {
+            return;
+        };
+        let (pid, state) = (p.id, p.state);
+        let is_mark = matches!(msg, Message::SyncMark { .. });
+        let before = self.out.len();
+        self.handle_peer(peer, pid, state, msg);
+        // While reconciling, anything we sent back (items the peer lacks,
+        // refutations) must reach the peer before either side calls the
+        // link in sync: it takes one more round.
+        if !is_mark
+            && self.out[before..]
+                .iter()
+                .any(|o| matches!(o, Output::ToPeer { peer: p, .. } if p == peer))
+        {
+            self.note_asked(peer);
+        }
+        self.refresh();
+    }
+
+    fn handle_peer(&mut self, peer: &CatalogueUri, pid: PeerId, state: PeerState, msg: Message) {
+        match msg {
+            Message::Heartbeat => {}
+            Message::Error { code, text } => self.notice(Notice::PeerProtocol {
+                peer: peer.clone(),
+                detail: format!("peer sent ERROR {code} {text}"),
+            }),
+            Message::Sync {
+                lo,
+                hi,
+                count,
+                fingerprint,
+            } => self.on_sync(peer, pid, lo, hi, count, fingerprint),
+            Message::SyncPull { lo, hi } => self.on_pull(peer, pid, &lo, &hi),
+            Message::SyncMark { last } => self.on_mark(peer, last),
+            Message::Catalogue { ref catalogue, .. }
+                if state == PeerState::Handshake && catalogue == peer =>
+            {
+                self.apply_remote(peer, pid, &msg);
+                self.start_sync(peer);
+            }
+            m if Value::from_message(&m).is_some() => self.apply_remote(peer, pid, &m),
+            other => {
+                let kind = other.kind();
+                self.send_peer(
+                    peer,
+                    Message::error(
+                        ErrorCode::NotAllowed,
+                        format!("{} is not a catalogue-to-catalogue message", kind.keyword()),
+                    ),
+                );
+                self.notice(Notice::PeerProtocol {
+                    peer: peer.clone(),
+                    detail: format!("peer sent {}", kind.keyword()),
+                });
+            }
+        }
+    }
+
+    /// A client connected. `may_register` says whether REG_SERV is allowed
+    /// on this connection (Unix socket, loopback or allow-listed).
+    pub fn client_connected(&mut self, client: ClientId, may_register: bool) {
+        self.clients.insert(
+            client,
+            Client {
+                may_register,
+                ..Client::default()
+            },
+        );
+    }
+
+    /// A message arrived from a client.
+    pub fn client_message(&mut self, now_ms: u64, client: ClientId, msg: Message) {
+        self.now_ms = now_ms;
+        if !self.clients.contains_key(&client) {
+            return;
+        }
+        match msg {
+            Message::Heartbeat => self.send_client(client, Message::Heartbeat),
+            Message::Error { .. } => {}
+            Message::RegServ { service, attrs } => self.register(client, service, attrs),
+            Message::UnregServ { service } => self.unregister(client, &service),
+            Message::SubServ { regex } => self.subscribe(client, regex),
+            Message::UnsubServ { regex } => {
+                let c = self.clients.get_mut(&client).expect("checked above");
+                let before = c.subs.len();
+                c.subs.retain(|(src, _)| *src != regex);
+                let msg = if c.subs.len() < before {
+                    Message::UnsubServ { regex }
+                } else {
+                    Message::error(
+                        ErrorCode::Other("not-found".into()),
+                        format!("no subscription {regex:?} on this connection"),
+                    )
+                };
+                self.send_client(client, msg);
+            }
+            Message::SubLink => self.follow_links(client),
+            Message::UnsubLink => {
+                if let Some(c) = self.clients.get_mut(&client) {
+                    c.follows_links = false;
+                }
+                self.send_client(client, Message::UnsubLink);
+            }
+            other => {
+                let kw = other.kind().keyword();
+                self.send_client(
+                    client,
+                    Message::error(
+                        ErrorCode::NotAllowed,
+                        format!("{kw} is only accepted between catalogues; clients may send REG_SERV, UNREG_SERV, SUB_SERV, UNSUB_SERV, SUB_LINK, UNSUB_LINK, HEARTBEAT"),
+                    ),
+                );
+            }
+        }
+        self.refresh();
+    }
+
+    /// A client connection closed: its registrations end with it.
+    pub fn client_disconnected(&mut self, now_ms: u64, client: ClientId) {
+        self.now_ms = now_ms;
+        let Some(c) = self.clients.remove(&client) else {
+            return;
+        };
+        for service in c.regs {
+            self.release(client, &service);
+        }
+        self.refresh();
+    }
+
+    /// Periodic housekeeping: collects tombstones past the horizon.
+    pub fn tick(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        let horizon = self.cfg.tombstone_horizon_ms;
+        while let Some((ts, key)) = self.tombstones.first().cloned() {
+            if ts.millis().saturating_add(horizon) >= now_ms {
+                break;
+            }
+            self.tombstones.pop_first();
+            let Some(item) = self.db.get(&key) else { continue };
+            if item.ts != ts || !item.value.is_tombstone() {
+                continue;
+            }
+            let class = item.value.class();
+            self.db.remove(&key);
+            match class {
+                Class::Volatile => self.volatile_horizon.floor = self.volatile_horizon.floor.max(ts),
+                Class::Config => {
+                    let name = key.trim_start_matches("K ").to_owned();
+                    self.collected_keys.insert(name.clone(), ts);
+                    self.out
+                        .push(Output::Persist(PersistOp::Collect { key: name, ts }));
+                }
+                Class::Catalogue => {}
+            }
+        }
+    }
+
+    /// Writes a configuration key locally (then replicates it). Returns the
+    /// version; the driver acknowledges once the Persist output is durable.
+    pub fn set_key(&mut self, now_ms: u64, key: &str, value: &str) -> Result<Ts, rarangi_proto::NameError> {
+        rarangi_proto::validate_key(key)?;
+        self.now_ms = now_ms;
+        let ts = self.mint(Value::Key {
+            key: key.to_owned(),
+            origin: self.cfg.uri.clone(),
+            value: Some(value.to_owned()),
+        });
+        self.refresh();
+        Ok(ts)
+    }
+
+    /// Deletes a configuration key; None if it does not exist.
+    pub fn del_key(&mut self, now_ms: u64, key: &str) -> Option<Ts> {
+        self.now_ms = now_ms;
+        self.key(key)?;
+        let ts = self.mint(Value::Key {
+            key: key.to_owned(),
+            origin: self.cfg.uri.clone(),
+            value: None,
+        });
+        self.refresh();
+        Some(ts)
+    }
+
+    /// Takes the outputs produced since the last call.
+    pub fn drain(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    // ----- queries ------------------------------------------------------
+
+    /// This catalogue's configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The greatest timestamp issued or seen; persist it to keep the clock
+    /// monotonic across restarts.
+    pub fn clock(&self) -> Ts {
+        self.hlc.last()
+    }
+
+    /// The incarnation: the first timestamp this instance issued.
+    pub fn incarnation(&self) -> Ts {
+        self.incarnation
+    }
+
+    /// Every visible service record (owner reachable, registration live).
+    pub fn services(&self) -> impl Iterator<Item = &ServiceView> {
+        self.visible.values()
+    }
+
+    /// Visible records whose URI matches `regex`, one per URI, in locality
+    /// order: registered here, then in our cluster, then elsewhere.
+    pub fn lookup(&self, regex: &Regex) -> Vec<ServiceView> {
+        let mut best: BTreeMap<&str, &ServiceView> = BTreeMap::new();
+        for v in self
+            .visible
+            .values()
+            .filter(|v| regex.is_match(v.service.as_str()))
+        {
+            let e = best.entry(v.service.as_str()).or_insert(v);
+            if self.locality(v) < self.locality(e) {
+                *e = v;
+            }
+        }
+        let mut out: Vec<ServiceView> = best.into_values().cloned().collect();
+        out.sort_by(|a, b| {
+            (self.locality(a), a.service.as_str()).cmp(&(self.locality(b), b.service.as_str()))
+        });
+        out
+    }
+
+    fn locality(&self, v: &ServiceView) -> u8 {
+        if v.catalogue == self.cfg.uri {
+            0
+        } else if v.cluster == self.cfg.cluster {
+            1
+        } else {
+            2
+        }
+    }
+
+    /// The topology as seen from here.
+    pub fn topology(&self) -> TopologyView {
+        let mut catalogues: BTreeMap<CatalogueUri, String> = self
+            .catalogues
+            .iter()
+            .map(|(u, (_, c))| (u.clone(), c.clone()))
+            .collect();
+        for (a, b) in &self.links {
+            catalogues.entry(a.clone()).or_default();
+            catalogues.entry(b.clone()).or_default();
+        }
+        TopologyView {
+            me: self.cfg.uri.clone(),
+            catalogues,
+            links: self.links.clone(),
+            reachable: self.reachable.clone(),
+            leader: self.leader.clone(),
+        }
+    }
+
+    /// The lowest reachable catalogue URI (sends webhooks).
+    pub fn leader(&self) -> &CatalogueUri {
+        &self.leader
+    }
+
+    /// True when `peer` has a link that is up in the topology.
+    pub fn is_linked(&self, peer: &CatalogueUri) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.state == PeerState::Up)
+    }
+
+    /// A live configuration record.
+    pub fn key(&self, key: &str) -> Option<KeyRecord> {
+        let item = self.db.get(&ItemKey::Key(key.to_owned()).sort_key())?;
+        KeyRecord::from_value(&item.value, item.ts).filter(|r| r.value.is_some())
+    }
+
+    /// All live configuration records, ordered by key.
+    pub fn keys(&self) -> Vec<KeyRecord> {
+        self.db
+            .range("K ".to_owned().."L".to_owned())
+            .filter_map(|(_, i)| KeyRecord::from_value(&i.value, i.ts))
+            .filter(|r| r.value.is_some())
+            .collect()
+    }
+
+    /// Number of stored items, tombstones included.
+    pub fn item_count(&self) -> usize {
+        self.db.len()
+    }
+
+    // ----- replication --------------------------------------------------
+
+    /// The peer's CATALOGUE record arrived: reconcile. The lower URI opens
+    /// with a summary of everything; rounds end with SYNC_MARK.
+    fn start_sync(&mut self, peer: &CatalogueUri) {
+        self.set_state(peer, PeerState::Syncing { asked: false });
+        if self.cfg.uri < *peer {
+            let (count, fingerprint) = sync::summarize(&self.db, &Bound::Unbounded, &Bound::Unbounded);
+            self.send_peer(
+                peer,
+                Message::Sync {
+                    lo: Bound::Unbounded,
+                    hi: Bound::Unbounded,
+                    count,
+                    fingerprint,
+                },
+            );
+            self.note_asked(peer);
+            self.send_mark(peer);
+        }
+    }
+
+    fn set_state(&mut self, peer: &CatalogueUri, state: PeerState) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.state = state;
+        }
+    }
+
+    /// Ends a round: if we asked for anything the peer answers in another
+    /// round; otherwise we hold all the peer has and reconciliation is done.
+    fn send_mark(&mut self, peer: &CatalogueUri) {
+        let Some(PeerState::Syncing { asked }) = self.peers.get(peer).map(|p| p.state) else {
+            return;
+        };
+        self.send_peer(peer, Message::SyncMark { last: !asked });
+        if asked {
+            self.set_state(peer, PeerState::Syncing { asked: false });
+        } else {
+            self.link_established(peer);
+        }
+    }
+
+    fn on_mark(&mut self, peer: &CatalogueUri, last: bool) {
+        if last {
+            if let Some(PeerState::Syncing { .. }) = self.peers.get(peer).map(|p| p.state) {
+                self.link_established(peer);
+            }
+        } else {
+            self.send_mark(peer);
+        }
+    }
+
+    fn link_established(&mut self, peer: &CatalogueUri) {
+        self.set_state(peer, PeerState::Up);
+        self.mint(self.link_value(peer, true));
+        self.topo_dirty = true;
+    }
+
+    fn drop_peer(&mut self, peer: &CatalogueUri) {
+        if let Some(p) = self.peers.remove(peer) {
+            if p.state == PeerState::Up {
+                self.mint(self.link_value(peer, false));
+                self.topo_dirty = true;
+            }
+        }
+    }
+
+    fn link_value(&self, peer: &CatalogueUri, up: bool) -> Value {
+        let (a, b) = ordered(&self.cfg.uri, peer);
+        Value::Link { a, b, up }
+    }
+
+    /// Stores a new version minted here and floods it.
+    fn mint(&mut self, value: Value) -> Ts {
+        let ts = self.hlc.now(self.now_ms);
+        self.note_seen(&value, ts);
+        let key = value.key().sort_key();
+        self.put(key.clone(), Item::new(value, ts));
+        self.flood(&key);
+        ts
+    }
+
+    /// Sends an item to every active peer not known to hold it.
+    fn flood(&mut self, key: &str) {
+        let targets: Vec<(CatalogueUri, PeerId)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.state != PeerState::Handshake)
+            .map(|(u, p)| (u.clone(), p.id))
+            .collect();
+        let Some(item) = self.db.get_mut(key) else { return };
+        let msg = item.value.to_message(item.ts);
+        for (uri, id) in targets {
+            if !item.is_known_by(id) {
+                item.mark_known(id);
+                self.out.push(Output::ToPeer {
+                    peer: uri,
+                    msg: msg.clone(),
+                });
+            }
+        }
+    }
+
+    /// Replaces an item and updates everything derived from it.
+    fn put(&mut self, key: String, item: Item) {
+        if item.value.is_tombstone() {
+            self.tombstones.insert((item.ts, key.clone()));
+        }
+        match &item.value {
+            Value::Catalogue { uri, cluster } => {
+                let newer = self.catalogues.get(uri).is_none_or(|(ts, _)| item.ts > *ts);
+                if newer {
+                    self.catalogues.insert(uri.clone(), (item.ts, cluster.clone()));
+                    if *uri != self.cfg.uri {
+                        self.purge_stale(uri, item.ts);
+                    }
+                    self.topo_dirty = true;
+                    let msg = item.value.to_message(item.ts);
+                    self.notify_link_followers(msg);
+                }
+            }
+            Value::Link { .. } => self.topo_dirty = true,
+            Value::Service { .. } => {
+                self.dirty_services.insert(key.clone());
+            }
+            Value::Key { key: name, .. } => {
+                self.collected_keys.remove(name);
+                if let Some(rec) = KeyRecord::from_value(&item.value, item.ts) {
+                    self.out.push(Output::Persist(PersistOp::Key(rec)));
+                }
+            }
+        }
+        self.db.insert(key, item);
+    }
+
+    /// Drops services and links of `owner` older than its new incarnation:
+    /// they died with its previous instance.
+    fn purge_stale(&mut self, owner: &CatalogueUri, inc: Ts) {
+        let stale: Vec<String> = self
+            .db
+            .range("L ".to_owned().."T".to_owned())
+            .filter(|(_, i)| i.ts < inc && self.owned_by(&i.value, owner))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            if let Some(item) = self.db.remove(&k) {
+                match item.value {
+                    Value::Service { .. } => {
+                        self.dirty_services.insert(k);
+                    }
+                    _ => self.topo_dirty = true,
+                }
+            }
+        }
+    }
+
+    fn owned_by(&self, value: &Value, owner: &CatalogueUri) -> bool {
+        match value {
+            Value::Service { catalogue, .. } => catalogue == owner,
+            Value::Link { a, b, .. } => a == owner || b == owner,
+            Value::Catalogue { uri, .. } => uri == owner,
+            Value::Key { .. } => false,
+        }
+    }
+
+    fn incarnation_of(&self, c: &CatalogueUri) -> Ts {
+        if *c == self.cfg.uri {
+            return self.incarnation;
+        }
+        self.catalogues.get(c).map_or(Ts(0), |(ts, _)| *ts)
+    }
+
+    /// A service or link version from before its owner's current incarnation.
+    fn is_stale(&self, value: &Value, ts: Ts) -> bool {
+        match value {
+            Value::Service { catalogue, .. } => ts < self.incarnation_of(catalogue),
+            Value::Link { a, b, .. } => ts < self.incarnation_of(a) || ts < self.incarnation_of(b),
+            _ => false,
+        }
+    }
+
+    /// What this catalogue knows to be true of an item it owns, or None if
+    /// it does not own it.
+    fn truth(&self, value: &Value) -> Option<Value> {
+        let me = &self.cfg.uri;
+        match value {
+            Value::Service {
+                service,
+                catalogue,
+                cluster,
+                ..
+            } if catalogue == me => Some(Value::Service {
+                service: service.clone(),
+                catalogue: catalogue.clone(),
+                cluster: cluster.clone(),
+                attrs: self.own.get(service).map(|r| r.attrs.clone()),
+            }),
+            Value::Link { a, b, .. } if a == me || b == me => {
+                let other = if a == me { b } else { a };
+                match self.peers.get(other).map(|p| p.state) {
+                    // Mid-handshake we are not yet sure either way.
+                    Some(PeerState::Handshake | PeerState::Syncing { .. }) => None,
+                    Some(PeerState::Up) => Some(self.link_value(other, true)),
+                    None => Some(self.link_value(other, false)),
+                }
+            }
+            Value::Catalogue { uri, .. } if uri == me => Some(Value::Catalogue {
+                uri: me.clone(),
+                cluster: self.cfg.cluster.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    fn apply_remote(&mut self, peer: &CatalogueUri, pid: PeerId, msg: &Message) {
+        let Some((value, ts)) = Value::from_message(msg) else {
+            return;
+        };
+        if let Err(e) = self.hlc.observe(ts, self.now_ms) {
+            self.send_peer(peer, Message::error(ErrorCode::ClockSkew, e.to_string()));
+            self.notice(Notice::ClockSkew {
+                peer: peer.clone(),
+                detail: e.to_string(),
+            });
+            return;
+        }
+        if self.is_stale(&value, ts) {
+            return;
+        }
+        let key = value.key().sort_key();
+        if let Some(truth) = self.truth(&value) {
+            self.apply_owned(peer, pid, key, value, ts, truth);
+        } else {
+            self.apply_generic(peer, pid, key, value, ts);
+        }
+    }
+
+    /// The owner is authoritative for its own items: a contradicting version
+    /// at least as new as ours is answered with a fresh version of the truth.
+    fn apply_owned(
+        &mut self,
+        peer: &CatalogueUri,
+        pid: PeerId,
+        key: String,
+        value: Value,
+        ts: Ts,
+        truth: Value,
+    ) {
+        if let Value::Catalogue { .. } = value {
+            match ts.cmp(&self.incarnation) {
+                Ordering::Greater => self.reincarnate(),
+                Ordering::Equal => {
+                    if let Some(i) = self.db.get_mut(&key) {
+                        i.mark_known(pid);
+                    }
+                }
+                Ordering::Less => self.answer_older(peer, pid, &key),
+            }
+            return;
+        }
+        if value == truth {
+            return self.apply_generic(peer, pid, key, value, ts);
+        }
+        let newer = self
+            .db
+            .get(&key)
+            .is_none_or(|cur| version(&value, ts) >= cur.version());
+        if newer {
+            self.mint(truth);
+        } else {
+            self.answer_older(peer, pid, &key);
+        }
+    }
+
+    /// Our incarnation record was contradicted by a newer one (a clock that
+    /// went back with no persisted state): start a new incarnation and
+    /// re-issue everything we own.
+    fn reincarnate(&mut self) {
+        self.incarnation = self.hlc.now(self.now_ms);
+        let rec = Value::Catalogue {
+            uri: self.cfg.uri.clone(),
+            cluster: self.cfg.cluster.clone(),
+        };
+        let key = rec.key().sort_key();
+        self.put(key.clone(), Item::new(rec, self.incarnation));
+        self.flood(&key);
+        let peers: Vec<CatalogueUri> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.state == PeerState::Up)
+            .map(|(u, _)| u.clone())
+            .collect();
+        for p in peers {
+            self.mint(self.link_value(&p, true));
+        }
+        let own: Vec<(ServiceUri, Attrs)> = self
+            .own
+            .iter()
+            .map(|(s, r)| (s.clone(), r.attrs.clone()))
+            .collect();
+        for (service, attrs) in own {
+            self.mint(self.service_value(service, Some(attrs)));
+        }
+    }
+
+    /// A peer sent an older version than ours: send it ours unless it has it.
+    fn answer_older(&mut self, peer: &CatalogueUri, pid: PeerId, key: &str) {
+        let Some(cur) = self.db.get_mut(key) else { return };
+        if !cur.is_known_by(pid) {
+            cur.mark_known(pid);
+            let msg = cur.value.to_message(cur.ts);
+            self.send_peer(peer, msg);
+        }
+    }
+
+    fn apply_generic(&mut self, peer: &CatalogueUri, pid: PeerId, key: String, value: Value, ts: Ts) {
+        let class = value.class();
+        let origin = value.origin().clone();
+        match self.db.get_mut(&key) {
+            Some(cur) => match version(&value, ts).cmp(&cur.version()) {
+                Ordering::Greater => {
+                    let mut item = Item::new(value, ts);
+                    item.mark_known(pid);
+                    self.put(key.clone(), item);
+                    self.flood(&key);
+                }
+                Ordering::Equal => cur.mark_known(pid),
+                Ordering::Less => self.answer_older(peer, pid, &key),
+            },
+            None => {
+                let refused = match &value {
+                    Value::Key { key, .. } => self.collected_keys.get(key).is_some_and(|&c| ts <= c),
+                    Value::Catalogue { .. } => false,
+                    _ => self.volatile_horizon.refuses(&origin, ts),
+                };
+                if refused {
+                    // Seen before, deleted and collected: delete it again so
+                    // the sender's side forgets it too.
+                    if !value.is_tombstone() {
+                        self.notice(Notice::StaleRefused { key: key.clone() });
+                        let tomb = self.tombstone_of(value);
+                        self.mint(tomb);
+                    }
+                } else {
+                    let mut item = Item::new(value, ts);
+                    item.mark_known(pid);
+                    self.put(key.clone(), item);
+                    self.flood(&key);
+                }
+            }
+        }
+        if class == Class::Volatile {
+            self.volatile_horizon.note_seen(&origin, ts);
+        }
+    }
+
+    /// Remembers the greatest version seen per origin (see `horizon`).
+    fn note_seen(&mut self, value: &Value, ts: Ts) {
+        if value.class() == Class::Volatile {
+            self.volatile_horizon.note_seen(value.origin(), ts);
+        }
+    }
+
+    fn tombstone_of(&self, value: Value) -> Value {
+        match value {
+            Value::Link { a, b, .. } => Value::Link { a, b, up: false },
+            Value::Service {
+                service,
+                catalogue,
+                cluster,
+                ..
+            } => Value::Service {
+                service,
+                catalogue,
+                cluster,
+                attrs: None,
+            },
+            Value::Key { key, .. } => Value::Key {
+                key,
+                origin: self.cfg.uri.clone(),
+                value: None,
+            },
+            v @ Value::Catalogue { .. } => v,
+        }
+    }
+
+    fn on_sync(&mut self, peer: &CatalogueUri, pid: PeerId, lo: Bound, hi: Bound, count: u64, fp: u64) {
+        let (n, f) = sync::summarize(&self.db, &lo, &hi);
+        if (n, f) == (count, fp) {
+            return;
+        }
+        self.note_asked(peer);
+        if n <= sync::LEAF || count <= sync::LEAF {
+            self.on_pull(peer, pid, &lo, &hi);
+            self.send_peer(peer, Message::SyncPull { lo, hi });
+        } else {
+            for (lo, hi, count, fingerprint) in sync::split(&self.db, &lo, &hi) {
+                self.send_peer(
+                    peer,
+                    Message::Sync {
+                        lo,
+                        hi,
+                        count,
+                        fingerprint,
+                    },
+                );
+            }
+        }
+    }
+
+    fn note_asked(&mut self, peer: &CatalogueUri) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            if let PeerState::Syncing { asked } = &mut p.state {
+                *asked = true;
+            }
+        }
+    }
+
+    /// Sends the items in a range that the peer is not known to hold.
+    fn on_pull(&mut self, peer: &CatalogueUri, pid: PeerId, lo: &Bound, hi: &Bound) {
+        let keys: Vec<String> = sync::range(&self.db, lo, hi)
+            .filter(|(_, i)| !i.is_known_by(pid))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            let item = self.db.get_mut(&k).expect("key from range");
+            item.mark_known(pid);
+            let msg = item.value.to_message(item.ts);
+            self.send_peer(peer, msg);
+        }
+    }
+
+    // ----- clients ------------------------------------------------------
+
+    fn service_value(&self, service: ServiceUri, attrs: Option<Attrs>) -> Value {
+        Value::Service {
+            service,
+            catalogue: self.cfg.uri.clone(),
+            cluster: self.cfg.cluster.clone(),
+            attrs,
+        }
+    }
+
+    fn register(&mut self, client: ClientId, service: ServiceUri, attrs: Attrs) {
+        let limit = self.cfg.limits.registrations_per_client;
+        let c = self.clients.get_mut(&client).expect("caller checked");
+        if !c.may_register {
+            let detail = "REG_SERV is accepted only on the Unix socket, from loopback, or from addresses allowed by --allow-register".to_owned();
+            self.refuse(client, ErrorCode::NotAllowed, detail);
+            return;
+        }
+        if c.regs.len() >= limit && !c.regs.contains(&service) {
+            self.refuse(
+                client,
+                ErrorCode::Limit,
+                format!("at most {limit} registrations per connection"),
+            );
+            return;
+        }
+        c.regs.insert(service.clone());
+        let reg = self.own.entry(service.clone()).or_insert_with(|| OwnReg {
+            holders: Vec::new(),
+            attrs: Attrs::default(),
+        });
+        let changed = reg.holders.is_empty() || reg.attrs != attrs;
+        if !reg.holders.contains(&client) {
+            reg.holders.push(client);
+        }
+        reg.attrs = attrs.clone();
+        if changed {
+            self.mint(self.service_value(service, Some(attrs)));
+        }
+    }
+
+    fn unregister(&mut self, client: ClientId, service: &ServiceUri) {
+        let c = self.clients.get_mut(&client).expect("caller checked");
+        if !c.regs.remove(service) {
+            let msg = Message::error(
+                ErrorCode::Other("not-found".into()),
+                format!("{service} is not registered on this connection"),
+            );
+            self.send_client(client, msg);
+            return;
+        }
+        self.release(client, service);
+    }
+
+    /// Drops one holder of a registration; the last one out deletes it.
+    fn release(&mut self, client: ClientId, service: &ServiceUri) {
+        let Some(reg) = self.own.get_mut(service) else {
+            return;
+        };
+        reg.holders.retain(|h| *h != client);
+        if reg.holders.is_empty() {
+            self.own.remove(service);
+            self.mint(self.service_value(service.clone(), None));
+        }
+    }
+
+    fn subscribe(&mut self, client: ClientId, source: String) {
+        let limits = &self.cfg.limits;
+        if source.len() > limits.regex_len {
+            let d = format!(
+                "regex of {} bytes exceeds the limit of {} bytes",
+                source.len(),
+                limits.regex_len
+            );
+            return self.refuse(client, ErrorCode::Limit, d);
+        }
+        let max_subs = limits.subscriptions_per_client;
+        let regex = match regex::RegexBuilder::new(&source)
+            .size_limit(limits.regex_compiled_size)
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let text = format!(
+                    "{source:?} is not a valid regular expression: {}",
+                    e.to_string().replace('\n', " ")
+                );
+                return self.refuse(client, ErrorCode::BadRegex, text);
+            }
+        };
+        let c = self.clients.get_mut(&client).expect("caller checked");
+        if !c.subs.iter().any(|(s, _)| *s == source) {
+            if c.subs.len() >= max_subs {
+                return self.refuse(
+                    client,
+                    ErrorCode::Limit,
+                    format!("at most {max_subs} subscriptions per connection"),
+                );
+            }
+            c.subs.push((source.clone(), regex.clone()));
+        }
+        let snapshot: Vec<Message> = self
+            .visible
+            .values()
+            .filter(|v| regex.is_match(v.service.as_str()))
+            .map(ServiceView::add_message)
+            .collect();
+        for m in snapshot {
+            self.send_client(client, m);
+        }
+        self.send_client(client, Message::SubServ { regex: source });
+    }
+
+    fn follow_links(&mut self, client: ClientId) {
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.follows_links = true;
+        }
+        let mut msgs: Vec<Message> = self
+            .catalogues
+            .iter()
+            .map(|(u, (ts, cluster))| Message::Catalogue {
+                catalogue: u.clone(),
+                cluster: cluster.clone(),
+                ts: *ts,
+            })
+            .collect();
+        msgs.extend(self.links.iter().map(|(a, b)| Message::AddLink {
+            a: a.clone(),
+            b: b.clone(),
+            ts: self.link_ts(a, b),
+        }));
+        for m in msgs {
+            self.send_client(client, m);
+        }
+        self.send_client(client, Message::SubLink);
+    }
+
+    fn link_ts(&self, a: &CatalogueUri, b: &CatalogueUri) -> Ts {
+        let key = ItemKey::Link(a.clone(), b.clone()).sort_key();
+        self.db.get(&key).map_or(self.hlc.last(), |i| i.ts)
+    }
+
+    fn refuse(&mut self, client: ClientId, code: ErrorCode, detail: String) {
+        self.notice(Notice::ClientRefused {
+            client,
+            detail: detail.clone(),
+        });
+        self.send_client(client, Message::error(code, detail));
+    }
+
+    // ----- derived state ------------------------------------------------
+
+    /// Recomputes topology and visibility after an input and tells
+    /// subscribers what changed.
+    fn refresh(&mut self) {
+        if self.topo_dirty {
+            self.topo_dirty = false;
+            self.refresh_topology();
+            let keys: Vec<String> = self
+                .db
+                .range("S ".to_owned().."T".to_owned())
+                .map(|(k, _)| k.clone())
+                .chain(self.visible.keys().cloned())
+                .collect();
+            self.dirty_services.extend(keys);
+        }
+        for key in std::mem::take(&mut self.dirty_services) {
+            self.recheck_service(key);
+        }
+    }
+
+    fn refresh_topology(&mut self) {
+        let me = self.cfg.uri.clone();
+        let mut links: BTreeSet<(CatalogueUri, CatalogueUri)> = self
+            .db
+            .range("L ".to_owned().."M".to_owned())
+            .filter_map(|(_, i)| match &i.value {
+                Value::Link { a, b, up: true }
+                    if *a != me
+                        && *b != me
+                        && i.ts >= self.incarnation_of(a)
+                        && i.ts >= self.incarnation_of(b) =>
+                {
+                    Some((a.clone(), b.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        // Our own links are what our connections say, not what was flooded.
+        for (p, _) in self.peers.iter().filter(|(_, p)| p.state == PeerState::Up) {
+            links.insert(ordered(&me, p));
+        }
+        let reachable = topology::reachable(&me, &links);
+        let lost: Vec<CatalogueUri> = self.reachable.difference(&reachable).cloned().collect();
+        let regained: Vec<CatalogueUri> = reachable.difference(&self.reachable).cloned().collect();
+        if !lost.is_empty() || !regained.is_empty() {
+            self.notice(Notice::Reachability { lost, regained });
+        }
+        let leader = reachable.first().cloned().unwrap_or(me);
+        if leader != self.leader {
+            self.leader = leader.clone();
+            self.notice(Notice::Leader(leader));
+        }
+        self.reachable = reachable;
+        let gone: Vec<_> = self.links.difference(&links).cloned().collect();
+        let new: Vec<_> = links.difference(&self.links).cloned().collect();
+        self.links = links;
+        for (a, b) in gone {
+            let ts = self.link_ts(&a, &b);
+            self.notify_link_followers(Message::DelLink { a, b, ts });
+        }
+        for (a, b) in new {
+            let ts = self.link_ts(&a, &b);
+            self.notify_link_followers(Message::AddLink { a, b, ts });
+        }
+    }
+
+    fn recheck_service(&mut self, key: String) {
+        let now_visible = self.db.get(&key).and_then(|item| match &item.value {
+            Value::Service {
+                service,
+                catalogue,
+                cluster,
+                attrs: Some(attrs),
+            } if self.reachable.contains(catalogue) && item.ts >= self.incarnation_of(catalogue) => {
+                Some(ServiceView {
+                    service: service.clone(),
+                    catalogue: catalogue.clone(),
+                    cluster: cluster.clone(),
+                    attrs: attrs.clone(),
+                    ts: item.ts,
+                })
+            }
+            _ => None,
+        });
+        match (self.visible.get(&key), now_visible) {
+            (None, None) => {}
+            (Some(old), Some(new)) if *old == new => {}
+            (_, Some(new)) => {
+                self.notify_subscribers(&new.service, new.add_message());
+                self.visible.insert(key, new);
+            }
+            (Some(_), None) => {
+                let old = self.visible.remove(&key).expect("present");
+                let ts = self.db.get(&key).map_or(old.ts, |i| i.ts);
+                self.notify_subscribers(&old.service, old.del_message(ts));
+            }
+        }
+    }
+
+    fn notify_subscribers(&mut self, service: &ServiceUri, msg: Message) {
+        let targets: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.subs.iter().any(|(_, r)| r.is_match(service.as_str())))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in targets {
+            self.send_client(id, msg.clone());
+        }
+    }
+
+    fn notify_link_followers(&mut self, msg: Message) {
+        let targets: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.follows_links)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in targets {
+            self.send_client(id, msg.clone());
+        }
+    }
+
+    fn send_peer(&mut self, peer: &CatalogueUri, msg: Message) {
+        self.out.push(Output::ToPeer {
+            peer: peer.clone(),
+            msg,
+        });
+    }
+
+    fn send_client(&mut self, client: ClientId, msg: Message) {
+        self.out.push(Output::ToClient { client, msg });
+    }
+
+    fn notice(&mut self, n: Notice) {
+        self.out.push(Output::Notice(n));
+    }
+}
+
+fn ordered(x: &CatalogueUri, y: &CatalogueUri) -> (CatalogueUri, CatalogueUri) {
+    if x < y {
+        (x.clone(), y.clone())
+    } else {
+        (y.clone(), x.clone())
+    }
+}

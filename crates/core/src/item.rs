@@ -1,0 +1,342 @@
+//! Replicated items: catalogue records, links, services and configuration
+//! keys, each with a version and a tombstone flag.
+
+use rarangi_proto::{encode_field, Attrs, CatalogueUri, Message, ServiceUri, Ts};
+
+/// The identity of a replicated item. Items are ordered by [`ItemKey::sort_key`],
+/// the order that anti-entropy ranges use.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ItemKey {
+    /// A catalogue's incarnation record.
+    Catalogue(CatalogueUri),
+    /// A configuration key.
+    Key(String),
+    /// A link between two catalogues (a < b).
+    Link(CatalogueUri, CatalogueUri),
+    /// A service registered at a catalogue.
+    Service(ServiceUri, CatalogueUri),
+}
+
+impl ItemKey {
+    /// The item's position in the anti-entropy key space: a tag letter and
+    /// the percent-encoded fields, separated by spaces.
+    pub fn sort_key(&self) -> String {
+        match self {
+            ItemKey::Catalogue(c) => format!("C {}", encode_field(c.as_str())),
+            ItemKey::Key(k) => format!("K {}", encode_field(k)),
+            ItemKey::Link(a, b) => format!("L {} {}", encode_field(a.as_str()), encode_field(b.as_str())),
+            ItemKey::Service(s, c) => format!("S {} {}", encode_field(s.as_str()), encode_field(c.as_str())),
+        }
+    }
+}
+
+/// The payload of an item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Value {
+    Catalogue {
+        uri: CatalogueUri,
+        cluster: String,
+    },
+    Link {
+        a: CatalogueUri,
+        b: CatalogueUri,
+        up: bool,
+    },
+    Service {
+        service: ServiceUri,
+        catalogue: CatalogueUri,
+        cluster: String,
+        /// None for a tombstone.
+        attrs: Option<Attrs>,
+    },
+    Key {
+        key: String,
+        origin: CatalogueUri,
+        /// None for a tombstone.
+        value: Option<String>,
+    },
+}
+
+/// A peer link's identity for send-once bookkeeping; never reused.
+pub(crate) type PeerId = u32;
+
+/// One stored item: payload, version, and the peers known to hold this
+/// exact version (so nothing is sent to them twice).
+#[derive(Debug, Clone)]
+pub(crate) struct Item {
+    pub(crate) value: Value,
+    pub(crate) ts: Ts,
+    pub(crate) known: Vec<PeerId>,
+}
+
+/// Which horizon (collection floor) an item kind belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// Catalogue records: never deleted.
+    Catalogue,
+    /// Links and services: lost on restart.
+    Volatile,
+    /// Configuration: durable.
+    Config,
+}
+
+impl Value {
+    pub(crate) fn key(&self) -> ItemKey {
+        match self {
+            Value::Catalogue { uri, .. } => ItemKey::Catalogue(uri.clone()),
+            Value::Link { a, b, .. } => ItemKey::Link(a.clone(), b.clone()),
+            Value::Service {
+                service, catalogue, ..
+            } => ItemKey::Service(service.clone(), catalogue.clone()),
+            Value::Key { key, .. } => ItemKey::Key(key.clone()),
+        }
+    }
+
+    pub(crate) fn is_tombstone(&self) -> bool {
+        match self {
+            Value::Catalogue { .. } => false,
+            Value::Link { up, .. } => !up,
+            Value::Service { attrs, .. } => attrs.is_none(),
+            Value::Key { value, .. } => value.is_none(),
+        }
+    }
+
+    /// The catalogue whose version stream this item belongs to, for the
+    /// collection horizon and tie-breaking. Links use their lower end.
+    pub(crate) fn origin(&self) -> &CatalogueUri {
+        match self {
+            Value::Catalogue { uri, .. } => uri,
+            Value::Link { a, .. } => a,
+            Value::Service { catalogue, .. } => catalogue,
+            Value::Key { origin, .. } => origin,
+        }
+    }
+
+    pub(crate) fn class(&self) -> Class {
+        match self {
+            Value::Catalogue { .. } => Class::Catalogue,
+            Value::Link { .. } | Value::Service { .. } => Class::Volatile,
+            Value::Key { .. } => Class::Config,
+        }
+    }
+
+    /// Converts a replication message into an item value and version.
+    pub(crate) fn from_message(msg: &Message) -> Option<(Value, Ts)> {
+        Some(match msg.clone() {
+            Message::Catalogue {
+                catalogue,
+                cluster,
+                ts,
+            } => (
+                Value::Catalogue {
+                    uri: catalogue,
+                    cluster,
+                },
+                ts,
+            ),
+            Message::AddLink { a, b, ts } => (Value::Link { a, b, up: true }, ts),
+            Message::DelLink { a, b, ts } => (Value::Link { a, b, up: false }, ts),
+            Message::AddServ {
+                service,
+                catalogue,
+                cluster,
+                ts,
+                attrs,
+            } => (
+                Value::Service {
+                    service,
+                    catalogue,
+                    cluster,
+                    attrs: Some(attrs),
+                },
+                ts,
+            ),
+            Message::DelServ {
+                service,
+                catalogue,
+                cluster,
+                ts,
+            } => (
+                Value::Service {
+                    service,
+                    catalogue,
+                    cluster,
+                    attrs: None,
+                },
+                ts,
+            ),
+            Message::SetKey {
+                key,
+                origin,
+                ts,
+                value,
+            } => (
+                Value::Key {
+                    key,
+                    origin,
+                    value: Some(value),
+                },
+                ts,
+            ),
+            Message::DelKey { key, origin, ts } => (
+                Value::Key {
+                    key,
+                    origin,
+                    value: None,
+                },
+                ts,
+            ),
+            _ => return None,
+        })
+    }
+
+    /// The replication message carrying this value at version `ts`.
+    pub(crate) fn to_message(&self, ts: Ts) -> Message {
+        match self.clone() {
+            Value::Catalogue { uri, cluster } => Message::Catalogue {
+                catalogue: uri,
+                cluster,
+                ts,
+            },
+            Value::Link { a, b, up: true } => Message::AddLink { a, b, ts },
+            Value::Link { a, b, up: false } => Message::DelLink { a, b, ts },
+            Value::Service {
+                service,
+                catalogue,
+                cluster,
+                attrs: Some(attrs),
+            } => Message::AddServ {
+                service,
+                catalogue,
+                cluster,
+                ts,
+                attrs,
+            },
+            Value::Service {
+                service,
+                catalogue,
+                cluster,
+                attrs: None,
+            } => Message::DelServ {
+                service,
+                catalogue,
+                cluster,
+                ts,
+            },
+            Value::Key {
+                key,
+                origin,
+                value: Some(value),
+            } => Message::SetKey {
+                key,
+                origin,
+                ts,
+                value,
+            },
+            Value::Key {
+                key,
+                origin,
+                value: None,
+            } => Message::DelKey { key, origin, ts },
+        }
+    }
+}
+
+/// Total order of versions: timestamp, then origin URI, then delete over add
+/// (DESIGN §4: newer wins, ties broken by origin).
+pub(crate) fn version(value: &Value, ts: Ts) -> (Ts, &str, bool) {
+    (ts, value.origin().as_str(), value.is_tombstone())
+}
+
+impl Item {
+    pub(crate) fn new(value: Value, ts: Ts) -> Self {
+        Self {
+            value,
+            ts,
+            known: Vec::new(),
+        }
+    }
+
+    pub(crate) fn version(&self) -> (Ts, &str, bool) {
+        version(&self.value, self.ts)
+    }
+
+    pub(crate) fn is_known_by(&self, peer: PeerId) -> bool {
+        self.known.contains(&peer)
+    }
+
+    pub(crate) fn mark_known(&mut self, peer: PeerId) {
+        if !self.known.contains(&peer) {
+            self.known.push(peer);
+        }
+    }
+
+    /// Hash of identity and version for range fingerprints.
+    pub(crate) fn fingerprint(&self, sort_key: &str) -> u64 {
+        let mut h = Fnv::default();
+        h.write(sort_key.as_bytes());
+        h.write(&self.ts.0.to_le_bytes());
+        h.write(&[u8::from(self.value.is_tombstone())]);
+        mix(h.0)
+    }
+}
+
+/// A configuration record as persisted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// The key.
+    pub key: String,
+    /// The catalogue that wrote this version.
+    pub origin: CatalogueUri,
+    /// Its version.
+    pub ts: Ts,
+    /// The value; None for a delete (tombstone).
+    pub value: Option<String>,
+}
+
+impl KeyRecord {
+    pub(crate) fn from_value(value: &Value, ts: Ts) -> Option<Self> {
+        match value {
+            Value::Key { key, origin, value } => Some(Self {
+                key: key.clone(),
+                origin: origin.clone(),
+                ts,
+                value: value.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn to_value(&self) -> Value {
+        Value::Key {
+            key: self.key.clone(),
+            origin: self.origin.clone(),
+            value: self.value.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// splitmix64 finaliser, so sums of hashes behave like random numbers.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}

@@ -1,0 +1,124 @@
+//! What the state machine asks its driver to do.
+
+use rarangi_proto::{CatalogueUri, Message, Ts};
+
+use crate::item::KeyRecord;
+
+/// Identifies one client connection; chosen by the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClientId(pub u64);
+
+/// One action for the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send a message on the link to a peer catalogue.
+    ToPeer {
+        /// The peer.
+        peer: CatalogueUri,
+        /// The message.
+        msg: Message,
+    },
+    /// Send a message to a client connection.
+    ToClient {
+        /// The client.
+        client: ClientId,
+        /// The message.
+        msg: Message,
+    },
+    /// Close a client connection (after sending what was queued).
+    CloseClient {
+        /// The client.
+        client: ClientId,
+        /// Why, for the log.
+        reason: String,
+    },
+    /// Write durable state before acknowledging anything that depends on it.
+    Persist(PersistOp),
+    /// Something an operator should see in the log.
+    Notice(Notice),
+}
+
+/// A change to the durable state (configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PersistOp {
+    /// Store (or replace) a configuration record, live or tombstone.
+    Key(KeyRecord),
+    /// A tombstone was collected: stop replicating it, but keep its key and
+    /// version so an older copy arriving later is refused.
+    Collect {
+        /// The key.
+        key: String,
+        /// The collected delete's version.
+        ts: Ts,
+    },
+}
+
+/// Durable state restored at start-up: what the [`PersistOp`]s wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Durable {
+    /// Configuration records, live and tombstones.
+    pub keys: Vec<KeyRecord>,
+    /// Collected deletes: key and version.
+    pub collected: Vec<(String, Ts)>,
+}
+
+impl Durable {
+    /// Applies one persist operation, as a store would.
+    pub fn apply(&mut self, op: &PersistOp) {
+        match op {
+            PersistOp::Key(rec) => {
+                self.collected.retain(|(k, _)| *k != rec.key);
+                match self.keys.iter_mut().find(|r| r.key == rec.key) {
+                    Some(r) => *r = rec.clone(),
+                    None => self.keys.push(rec.clone()),
+                }
+            }
+            PersistOp::Collect { key, ts } => {
+                self.keys.retain(|r| r.key != *key);
+                self.collected.retain(|(k, _)| k != key);
+                self.collected.push((key.clone(), *ts));
+            }
+        }
+    }
+}
+
+/// Events worth logging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The set of reachable catalogues changed.
+    Reachability {
+        /// Catalogues that became unreachable (a partition or a crash).
+        lost: Vec<CatalogueUri>,
+        /// Catalogues that became reachable again.
+        regained: Vec<CatalogueUri>,
+    },
+    /// The leader (lowest reachable URI) changed.
+    Leader(CatalogueUri),
+    /// A peer sent a timestamp too far in the future; the message was dropped.
+    ClockSkew {
+        /// The peer.
+        peer: CatalogueUri,
+        /// Details.
+        detail: String,
+    },
+    /// A peer sent an ERROR or a message it should not have.
+    PeerProtocol {
+        /// The peer.
+        peer: CatalogueUri,
+        /// Details.
+        detail: String,
+    },
+    /// A client was refused something (registration not allowed, limits).
+    ClientRefused {
+        /// The client.
+        client: ClientId,
+        /// Details.
+        detail: String,
+    },
+    /// A version older than the collection horizon was refused and deleted
+    /// again, so a collected delete cannot be undone.
+    StaleRefused {
+        /// The item key.
+        key: String,
+    },
+}

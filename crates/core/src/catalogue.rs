@@ -121,6 +121,9 @@ pub struct Catalogue {
     reachable: BTreeSet<CatalogueUri>,
     leader: CatalogueUri,
     visible: BTreeMap<String, ServiceView>,
+    /// Service item keys by owning catalogue, to recheck only the services
+    /// whose owner changed reachability.
+    by_owner: BTreeMap<CatalogueUri, BTreeSet<String>>,
     topo_dirty: bool,
     dirty_services: BTreeSet<String>,
     out: Vec<Output>,
@@ -159,6 +162,7 @@ impl Catalogue {
             reachable: BTreeSet::from([me.clone()]),
             leader: me.clone(),
             visible: BTreeMap::new(),
+            by_owner: BTreeMap::new(),
             topo_dirty: true,
             dirty_services: BTreeSet::new(),
             out: Vec::new(),
@@ -360,7 +364,7 @@ impl Catalogue {
                 continue;
             }
             let class = item.value.class();
-            self.db.remove(&key);
+            self.forget(&key);
             match class {
                 Class::Volatile => self.volatile_horizon.floor = self.volatile_horizon.floor.max(ts),
                 Class::Config => {
@@ -564,17 +568,49 @@ impl Catalogue {
 
     fn link_established(&mut self, peer: &CatalogueUri) {
         self.set_state(peer, PeerState::Up);
-        self.mint(self.link_value(peer, true));
-        self.topo_dirty = true;
+        let ts = self.mint(self.link_value(peer, true));
+        let (a, b) = ordered(&self.cfg.uri, peer);
+        self.set_link(&a, &b, true, ts);
     }
 
     fn drop_peer(&mut self, peer: &CatalogueUri) {
         if let Some(p) = self.peers.remove(peer) {
             if p.state == PeerState::Up {
-                self.mint(self.link_value(peer, false));
-                self.topo_dirty = true;
+                let ts = self.mint(self.link_value(peer, false));
+                let (a, b) = ordered(&self.cfg.uri, peer);
+                self.set_link(&a, &b, false, ts);
             }
         }
+    }
+
+    /// Records a change of a link's effective state, tells topology
+    /// followers, and flags a reachability recomputation if it can matter.
+    fn set_link(&mut self, a: &CatalogueUri, b: &CatalogueUri, up: bool, ts: Ts) {
+        let pair = (a.clone(), b.clone());
+        let changed = if up {
+            self.links.insert(pair)
+        } else {
+            self.links.remove(&pair)
+        };
+        if !changed {
+            return;
+        }
+        let (ra, rb) = (self.reachable.contains(a), self.reachable.contains(b));
+        if (up && ra != rb) || (!up && ra && rb) {
+            self.topo_dirty = true;
+        }
+        let (a, b) = (a.clone(), b.clone());
+        self.notify_link_followers(if up {
+            Message::AddLink { a, b, ts }
+        } else {
+            Message::DelLink { a, b, ts }
+        });
+    }
+
+    /// Whether a link item counts in the topology: up, newer than both ends'
+    /// incarnations, and not one of ours (ours follow our connections).
+    fn link_effective(&self, a: &CatalogueUri, b: &CatalogueUri, up: bool, ts: Ts) -> bool {
+        up && ts >= self.incarnation_of(a) && ts >= self.incarnation_of(b)
     }
 
     fn link_value(&self, peer: &CatalogueUri, up: bool) -> Value {
@@ -626,13 +662,18 @@ impl Catalogue {
                     if *uri != self.cfg.uri {
                         self.purge_stale(uri, item.ts);
                     }
-                    self.topo_dirty = true;
                     let msg = item.value.to_message(item.ts);
                     self.notify_link_followers(msg);
                 }
             }
-            Value::Link { .. } => self.topo_dirty = true,
-            Value::Service { .. } => {
+            Value::Link { a, b, up } => {
+                if *a != self.cfg.uri && *b != self.cfg.uri {
+                    let effective = self.link_effective(a, b, *up, item.ts);
+                    self.set_link(a, b, effective, item.ts);
+                }
+            }
+            Value::Service { catalogue, .. } => {
+                self.by_owner.entry(catalogue.clone()).or_default().insert(key.clone());
                 self.dirty_services.insert(key.clone());
             }
             Value::Key { key: name, .. } => {
@@ -655,15 +696,30 @@ impl Catalogue {
             .map(|(k, _)| k.clone())
             .collect();
         for k in stale {
-            if let Some(item) = self.db.remove(&k) {
-                match item.value {
-                    Value::Service { .. } => {
-                        self.dirty_services.insert(k);
-                    }
-                    _ => self.topo_dirty = true,
-                }
-            }
+            self.forget(&k);
         }
+    }
+
+    /// Removes an item without a tombstone (collected or stale).
+    fn forget(&mut self, key: &str) -> Option<Item> {
+        let item = self.db.remove(key)?;
+        match &item.value {
+            Value::Service { catalogue, .. } => {
+                if let Some(set) = self.by_owner.get_mut(catalogue) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        self.by_owner.remove(catalogue);
+                    }
+                }
+                self.dirty_services.insert(key.to_owned());
+            }
+            Value::Link { a, b, .. } if *a != self.cfg.uri && *b != self.cfg.uri => {
+                let (a, b) = (a.clone(), b.clone());
+                self.set_link(&a, &b, false, item.ts);
+            }
+            _ => {}
+        }
+        Some(item)
     }
 
     fn owned_by(&self, value: &Value, owner: &CatalogueUri) -> bool {
@@ -1100,45 +1156,26 @@ impl Catalogue {
     fn refresh(&mut self) {
         if self.topo_dirty {
             self.topo_dirty = false;
-            self.refresh_topology();
-            let keys: Vec<String> = self
-                .db
-                .range("S ".to_owned().."T".to_owned())
-                .map(|(k, _)| k.clone())
-                .chain(self.visible.keys().cloned())
-                .collect();
-            self.dirty_services.extend(keys);
+            for owner in self.refresh_topology() {
+                if let Some(keys) = self.by_owner.get(&owner) {
+                    self.dirty_services.extend(keys.iter().cloned());
+                }
+            }
         }
         for key in std::mem::take(&mut self.dirty_services) {
             self.recheck_service(key);
         }
     }
 
-    fn refresh_topology(&mut self) {
+    /// Recomputes links, reachability and leader; returns the catalogues
+    /// that became reachable or unreachable.
+    fn refresh_topology(&mut self) -> Vec<CatalogueUri> {
         let me = self.cfg.uri.clone();
-        let mut links: BTreeSet<(CatalogueUri, CatalogueUri)> = self
-            .db
-            .range("L ".to_owned().."M".to_owned())
-            .filter_map(|(_, i)| match &i.value {
-                Value::Link { a, b, up: true }
-                    if *a != me
-                        && *b != me
-                        && i.ts >= self.incarnation_of(a)
-                        && i.ts >= self.incarnation_of(b) =>
-                {
-                    Some((a.clone(), b.clone()))
-                }
-                _ => None,
-            })
-            .collect();
-        // Our own links are what our connections say, not what was flooded.
-        for (p, _) in self.peers.iter().filter(|(_, p)| p.state == PeerState::Up) {
-            links.insert(ordered(&me, p));
-        }
-        let reachable = topology::reachable(&me, &links);
+        let reachable = topology::reachable(&me, &self.links);
         let lost: Vec<CatalogueUri> = self.reachable.difference(&reachable).cloned().collect();
         let regained: Vec<CatalogueUri> = reachable.difference(&self.reachable).cloned().collect();
-        if !lost.is_empty() || !regained.is_empty() {
+        let changed: Vec<CatalogueUri> = lost.iter().chain(&regained).cloned().collect();
+        if !changed.is_empty() {
             self.notice(Notice::Reachability { lost, regained });
         }
         let leader = reachable.first().cloned().unwrap_or(me);
@@ -1147,17 +1184,7 @@ impl Catalogue {
             self.notice(Notice::Leader(leader));
         }
         self.reachable = reachable;
-        let gone: Vec<_> = self.links.difference(&links).cloned().collect();
-        let new: Vec<_> = links.difference(&self.links).cloned().collect();
-        self.links = links;
-        for (a, b) in gone {
-            let ts = self.link_ts(&a, &b);
-            self.notify_link_followers(Message::DelLink { a, b, ts });
-        }
-        for (a, b) in new {
-            let ts = self.link_ts(&a, &b);
-            self.notify_link_followers(Message::AddLink { a, b, ts });
-        }
+        changed
     }
 
     fn recheck_service(&mut self, key: String) {

@@ -673,7 +673,10 @@ impl Catalogue {
                 }
             }
             Value::Service { catalogue, .. } => {
-                self.by_owner.entry(catalogue.clone()).or_default().insert(key.clone());
+                self.by_owner
+                    .entry(catalogue.clone())
+                    .or_default()
+                    .insert(key.clone());
                 self.dirty_services.insert(key.clone());
             }
             Value::Key { key: name, .. } => {
@@ -1081,10 +1084,15 @@ impl Catalogue {
             .build()
         {
             Ok(r) => r,
+            Err(regex::Error::CompiledTooBig(limit)) => {
+                let text =
+                    format!("{source:?} compiles to more than the limit of {limit} bytes; simplify it");
+                return self.refuse(client, ErrorCode::Limit, text);
+            }
             Err(e) => {
                 let text = format!(
                     "{source:?} is not a valid regular expression: {}",
-                    e.to_string().replace('\n', " ")
+                    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
                 );
                 return self.refuse(client, ErrorCode::BadRegex, text);
             }

@@ -4,7 +4,10 @@
 use rarangi_sim::{run_seed, ScheduleConfig};
 
 fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).map(|a| a.parse().expect("numbers")).collect();
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("numbers"))
+        .collect();
     let seed = args.first().copied().unwrap_or(0);
     let mut cfg = ScheduleConfig::default();
     if let [_, min, max, steps, ..] = args[..] {

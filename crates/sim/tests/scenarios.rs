@@ -10,7 +10,9 @@ use rarangi_sim::{run_seed, Net, NetConfig, ScheduleConfig, Topology};
 fn net(n: usize, topology: Topology, seed: u64, cfg: NetConfig) -> Net {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let edges = topology.edges(n, &mut rng);
-    let nodes: Vec<(String, String)> = (0..n).map(|i| ("development".into(), topology.cluster(i))).collect();
+    let nodes: Vec<(String, String)> = (0..n)
+        .map(|i| ("development".into(), topology.cluster(i)))
+        .collect();
     let mut net = Net::new(cfg, rng, &nodes, edges);
     net.connect_all();
     assert!(net.settle());
@@ -18,7 +20,11 @@ fn net(n: usize, topology: Topology, seed: u64, cfg: NetConfig) -> Net {
 }
 
 fn shown(net: &Net, node: usize) -> BTreeSet<String> {
-    net.core(node).expect("up").services().map(|v| v.service.to_string()).collect()
+    net.core(node)
+        .expect("up")
+        .services()
+        .map(|v| v.service.to_string())
+        .collect()
 }
 
 fn assert_clean(net: &mut Net) {
@@ -50,7 +56,10 @@ fn one_change_costs_at_most_2e_minus_n_plus_1_lines() {
             assert!(net.settle());
             let add = net.lines - before;
             for node in 0..n {
-                assert!(shown(&net, node).contains("tcp://10.0.0.1:80/orders"), "node {node} of {topology:?}");
+                assert!(
+                    shown(&net, node).contains("tcp://10.0.0.1:80/orders"),
+                    "node {node} of {topology:?}"
+                );
             }
             let before = net.lines;
             net.disconnect_client(client);
@@ -60,8 +69,13 @@ fn one_change_costs_at_most_2e_minus_n_plus_1_lines() {
                 assert!(shown(&net, node).is_empty());
             }
             let name = format!("{topology:?}");
-            println!("{n:>3} catalogues {name:<36} E={e:<4} bound {bound:<4} ADD_SERV {add:<4} DEL_SERV {del}");
-            assert!(add <= bound && del <= bound, "{topology:?} n={n}: {add}/{del} lines > bound {bound}");
+            println!(
+                "{n:>3} catalogues {name:<36} E={e:<4} bound {bound:<4} ADD_SERV {add:<4} DEL_SERV {del}"
+            );
+            assert!(
+                add <= bound && del <= bound,
+                "{topology:?} n={n}: {add}/{del} lines > bound {bound}"
+            );
             assert!(add >= n as u64 - 1, "every catalogue must hear of it");
         }
     }
@@ -75,14 +89,20 @@ fn relink_sends_only_what_changed() {
     let mut net = net(3, Topology::Chain, 1, NetConfig::default());
     let owner = net.client(0).expect("up");
     for i in 0..1000 {
-        net.register(owner, &format!("tcp://10.0.{}.{}:80/svc{}", i / 250, i % 250, i % 7));
+        net.register(
+            owner,
+            &format!("tcp://10.0.{}.{}:80/svc{}", i / 250, i % 250, i % 7),
+        );
     }
     assert!(net.settle());
     assert_eq!(shown(&net, 2).len(), 1000);
 
     net.cut(1, 2);
     assert!(net.settle());
-    assert!(shown(&net, 2).is_empty(), "the far side withdraws what it cannot reach");
+    assert!(
+        shown(&net, 2).is_empty(),
+        "the far side withdraws what it cannot reach"
+    );
     let regs = net.registrations(owner);
     for s in regs.iter().take(50) {
         net.unregister(owner, s);
@@ -146,7 +166,10 @@ fn stale_side_of_a_long_partition_cannot_resurrect() {
         let core = net.core(node).expect("up");
         let keys: Vec<String> = core.keys().into_iter().map(|k| k.key).collect();
         assert_eq!(keys, ["app/billing", "app/search"], "node {node}");
-        assert_eq!(shown(&net, node), BTreeSet::from(["tcp://10.0.0.2:80/orders".to_owned()]));
+        assert_eq!(
+            shown(&net, node),
+            BTreeSet::from(["tcp://10.0.0.2:80/orders".to_owned()])
+        );
     }
 }
 
@@ -190,7 +213,10 @@ fn crash_and_restart_of_an_owner() {
     assert!(shown(&net, 3).is_empty());
     net.restart(1);
     assert_clean(&mut net);
-    assert!(shown(&net, 3).is_empty(), "the old incarnation's services stay gone");
+    assert!(
+        shown(&net, 3).is_empty(),
+        "the old incarnation's services stay gone"
+    );
     let again = net.client(1).expect("up");
     net.register(again, "tcp://10.0.0.1:80/orders");
     assert_clean(&mut net);
@@ -214,8 +240,14 @@ fn environments_never_mix() {
     net.register(s, "tcp://10.0.0.2:80/orders");
     net.set_key(1, "app/orders", "{}");
     assert_clean(&mut net);
-    assert_eq!(shown(&net, 1), BTreeSet::from(["tcp://10.0.0.1:80/orders".to_owned()]));
-    assert_eq!(shown(&net, 2), BTreeSet::from(["tcp://10.0.0.2:80/orders".to_owned()]));
+    assert_eq!(
+        shown(&net, 1),
+        BTreeSet::from(["tcp://10.0.0.1:80/orders".to_owned()])
+    );
+    assert_eq!(
+        shown(&net, 2),
+        BTreeSet::from(["tcp://10.0.0.2:80/orders".to_owned()])
+    );
     assert!(net.core(2).expect("up").keys().is_empty());
     assert_eq!(net.core(2).expect("up").topology().reachable.len(), 2);
 }
@@ -231,6 +263,11 @@ fn fifty_catalogue_schedules() {
     };
     for seed in 0..6 {
         let out = run_seed(10_000 + seed, &cfg);
-        assert!(out.violations.is_empty(), "seed {}: {:#?}", out.seed, out.violations);
+        assert!(
+            out.violations.is_empty(),
+            "seed {}: {:#?}",
+            out.seed,
+            out.violations
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use rarangi_sim::{run_seed, ScheduleConfig};
 
 #[test]
-fn random_schedules_keep_the_invariants() {
+fn random_fault_schedules_500_seeds_all_in_memory() {
     let cfg = ScheduleConfig::default();
     let seeds: Vec<u64> = match std::env::var("RARANGI_SEED") {
         Ok(s) => vec![s.parse().expect("RARANGI_SEED must be a number")],

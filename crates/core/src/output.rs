@@ -84,6 +84,7 @@ impl Durable {
 
 /// Events worth logging.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Notice {
     /// The set of reachable catalogues changed.
     Reachability {

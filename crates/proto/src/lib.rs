@@ -15,6 +15,7 @@ mod message;
 mod names;
 mod ts;
 mod uri;
+pub mod wellknown;
 
 pub use attrs::Attrs;
 pub use encoding::{decode_field, encode_field};

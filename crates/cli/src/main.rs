@@ -1,0 +1,362 @@
+//! The `rarangi` command.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use rarangi_client::{
+    order_by_locality, register, subscribe, Connection, Endpoint, Event, Instance, Options,
+};
+use rarangi_proto::{Attrs, CatalogueUri, Message};
+use serde_json::json;
+
+/// Rarangi: a distributed service catalogue.
+///
+/// Run a catalogue with `rarangi serve`; register services, look them up and
+/// watch them with the other commands. With no --catalogue or --unix, the
+/// commands talk to this host's catalogue of the environment: side A (its
+/// Unix socket, then 127.0.0.1 on the well-known port), then side B.
+#[derive(Parser)]
+#[command(name = "rarangi", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options shared by the client commands.
+#[derive(clap::Args, Clone)]
+struct Target {
+    /// Environment to talk to.
+    #[arg(long, env = "RARANGI_ENV", default_value = "development")]
+    env: String,
+    /// A catalogue's line-protocol address instead of this host's.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "unix")]
+    catalogue: Option<String>,
+    /// A catalogue's Unix socket instead of this host's.
+    #[arg(long, value_name = "PATH")]
+    unix: Option<PathBuf>,
+}
+
+impl Target {
+    fn options(&self) -> Options {
+        match (&self.catalogue, &self.unix) {
+            (Some(addr), _) => Options::endpoints(&self.env, vec![Endpoint::Tcp(addr.clone())]),
+            (None, Some(path)) => Options::endpoints(&self.env, vec![Endpoint::Unix(path.clone())]),
+            (None, None) => Options::local(&self.env),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a catalogue server (stops gracefully on SIGTERM or Ctrl-C).
+    Serve(rarangi_server::ServeArgs),
+    /// Register a service and keep it registered until this command is
+    /// stopped (it re-registers if the catalogue restarts).
+    Register {
+        /// The service URI, e.g. tcp://10.0.0.5:8080/orders.
+        service: String,
+        /// Metadata, e.g. --attr weight=10 (repeatable).
+        #[arg(long = "attr", value_name = "K=V")]
+        attrs: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the services matching REGEX, one URI per line, nearest first.
+    /// Exits 1 when nothing matches.
+    Lookup {
+        /// Regular expression matched against service URIs ("" for all).
+        regex: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the services matching REGEX, then `+ URI` / `- URI` as they
+    /// come and go, until stopped.
+    Watch {
+        /// Regular expression matched against service URIs ("" for all).
+        regex: String,
+        /// Print one JSON object per line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show the catalogues, the links between them, which catalogues this
+    /// one can reach, and the leader.
+    Topology {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rarangi: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Register {
+            service,
+            attrs,
+            target,
+        } => register_cmd(&service, &attrs, &target).await,
+        Command::Lookup { regex, json, target } => lookup(&regex, json, &target).await,
+        Command::Watch { regex, json, target } => watch(&regex, json, &target).await,
+        Command::Topology { json, target } => topology(json, &target).await,
+    }
+}
+
+async fn serve(args: rarangi_server::ServeArgs) -> Result<ExitCode> {
+    let settings = args.resolve()?;
+    rarangi_server::init_logging(settings.log_format);
+    let stop = rarangi_server::CancellationToken::new();
+    let signal_stop = stop.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        signal_stop.cancel();
+    });
+    rarangi_server::serve(settings, stop).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn parse_attrs(attrs: &[String]) -> Result<Attrs> {
+    attrs
+        .iter()
+        .map(|a| match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => bail!("--attr {a:?} must look like KEY=VALUE"),
+        })
+        .collect()
+}
+
+async fn register_cmd(service: &str, attrs: &[String], target: &Target) -> Result<ExitCode> {
+    let attrs = parse_attrs(attrs)?;
+    let reg = register(&target.options(), service, attrs)
+        .await
+        .context("cannot register")?;
+    if let Some(c) = reg.catalogue() {
+        eprintln!("registered {service} at {c}; stop with Ctrl-C to deregister");
+    }
+    wait_for_signal().await;
+    drop(reg);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Connects and collects a SUB_SERV snapshot.
+async fn snapshot(regex: &str, target: &Target) -> Result<(Connection, Vec<Instance>)> {
+    let mut conn = Connection::connect(&target.options()).await?;
+    conn.send(&Message::SubServ {
+        regex: regex.to_owned(),
+    })
+    .await?;
+    let mut found = Vec::new();
+    loop {
+        match conn.recv().await? {
+            Some(Message::SubServ { regex: r }) if r == regex => break,
+            Some(Message::Error { code, text }) => bail!("{code}: {text}"),
+            Some(Message::AddServ {
+                service,
+                catalogue,
+                cluster,
+                attrs,
+                ..
+            }) => found.push(Instance {
+                service,
+                catalogue,
+                cluster,
+                attrs,
+            }),
+            Some(_) => {}
+            None => bail!("the catalogue closed the connection"),
+        }
+    }
+    Ok((conn, found))
+}
+
+fn instance_json(i: &Instance) -> serde_json::Value {
+    json!({
+        "service": i.service.as_str(),
+        "name": i.service.name(),
+        "instance": i.service.instance(),
+        "catalogue": i.catalogue.as_str(),
+        "cluster": i.cluster,
+        "attrs": i.attrs.0,
+    })
+}
+
+async fn lookup(regex: &str, as_json: bool, target: &Target) -> Result<ExitCode> {
+    let (conn, found) = snapshot(regex, target).await?;
+    let ordered = order_by_locality(found, Some(&conn.catalogue), &conn.cluster);
+    if as_json {
+        let list: Vec<_> = ordered.iter().map(instance_json).collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        for i in &ordered {
+            println!("{}", i.service);
+        }
+    }
+    Ok(if ordered.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn watch(regex: &str, as_json: bool, target: &Target) -> Result<ExitCode> {
+    use std::io::Write;
+    let mut sub = subscribe(&target.options(), regex).await?;
+    // Print per URI: the same URI registered at two catalogues is one line.
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    let mut synced = false;
+    let mut out = std::io::stdout();
+    loop {
+        let ev = tokio::select! {
+            ev = sub.next() => ev,
+            _ = wait_for_signal() => break,
+        };
+        let Some(ev) = ev else { break };
+        match &ev {
+            Event::Added(i) | Event::Removed(i) => {
+                let added = matches!(ev, Event::Added(_));
+                let uri = i.service.to_string();
+                let n = count.entry(uri.clone()).or_default();
+                let before = *n;
+                if added {
+                    *n += 1;
+                } else {
+                    *n = n.saturating_sub(1);
+                }
+                let (was, is) = (before > 0, *n > 0);
+                if as_json {
+                    let what = if added { "added" } else { "removed" };
+                    writeln!(
+                        out,
+                        "{}",
+                        json!({"event": what, "snapshot": !synced, "instance": instance_json(i)})
+                    )?;
+                } else if was != is {
+                    match (synced, is) {
+                        (false, true) => writeln!(out, "{uri}")?,
+                        (_, true) => writeln!(out, "+ {uri}")?,
+                        (_, false) => writeln!(out, "- {uri}")?,
+                    }
+                }
+            }
+            Event::Synced => {
+                if as_json && !synced {
+                    writeln!(out, "{}", json!({"event": "synced"}))?;
+                }
+                synced = true;
+            }
+        }
+        out.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn topology(as_json: bool, target: &Target) -> Result<ExitCode> {
+    let mut conn = Connection::connect(&target.options()).await?;
+    conn.send(&Message::SubLink).await?;
+    let mut catalogues: BTreeMap<CatalogueUri, String> = BTreeMap::new();
+    let mut links: BTreeSet<(CatalogueUri, CatalogueUri)> = BTreeSet::new();
+    loop {
+        match conn.recv().await? {
+            Some(Message::SubLink) => break,
+            Some(Message::Catalogue {
+                catalogue, cluster, ..
+            }) => {
+                catalogues.insert(catalogue, cluster);
+            }
+            Some(Message::AddLink { a, b, .. }) => {
+                links.insert((a, b));
+            }
+            Some(Message::Error { code, text }) => bail!("{code}: {text}"),
+            Some(_) => {}
+            None => bail!("the catalogue closed the connection"),
+        }
+    }
+    for (a, b) in &links {
+        catalogues.entry(a.clone()).or_default();
+        catalogues.entry(b.clone()).or_default();
+    }
+    let me = conn.catalogue.clone();
+    let mut reachable = BTreeSet::from([me.clone()]);
+    let mut queue = VecDeque::from([me.clone()]);
+    while let Some(n) = queue.pop_front() {
+        for (a, b) in &links {
+            let other = if *a == n {
+                b
+            } else if *b == n {
+                a
+            } else {
+                continue;
+            };
+            if reachable.insert(other.clone()) {
+                queue.push_back(other.clone());
+            }
+        }
+    }
+    let leader = reachable.first().cloned().unwrap_or(me.clone());
+    if as_json {
+        let cats: Vec<_> = catalogues
+            .iter()
+            .map(|(u, c)| json!({"uri": u.as_str(), "cluster": c, "reachable": reachable.contains(u)}))
+            .collect();
+        let ls: Vec<_> = links
+            .iter()
+            .map(|(a, b)| json!([a.as_str(), b.as_str()]))
+            .collect();
+        let v = json!({"catalogue": me.as_str(), "leader": leader.as_str(), "catalogues": cats, "links": ls,
+            "reachable": reachable.iter().map(|u| u.as_str()).collect::<Vec<_>>()});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("catalogue {me}");
+        println!("leader    {leader}");
+        println!("catalogues:");
+        for (u, c) in &catalogues {
+            let mark = if *u == me {
+                "self"
+            } else if reachable.contains(u) {
+                "reachable"
+            } else {
+                "UNREACHABLE"
+            };
+            println!("  {u}  cluster={c}  {mark}");
+        }
+        println!("links:");
+        for (a, b) in &links {
+            println!("  {a} -- {b}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,237 @@
+//! Finding and talking to a catalogue.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::StreamExt;
+use rarangi_proto::wellknown::{self, Side};
+use rarangi_proto::{parse_line, CatalogueUri, ErrorCode, Message, DEFAULT_MAX_LINE};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_util::codec::{AnyDelimiterCodec, FramedRead};
+
+/// Where a catalogue listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A TCP `host:port`.
+    Tcp(String),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp(a) => write!(f, "tcp {a}"),
+            Endpoint::Unix(p) => write!(f, "unix {}", p.display()),
+        }
+    }
+}
+
+/// How to reach a catalogue.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The environment we belong to; catalogues of others are refused.
+    pub environment: String,
+    /// Places to try, in order; the first that answers is used.
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl Options {
+    /// The catalogues of `environment` on this host: side A (Unix socket,
+    /// then TCP on localhost), then side B.
+    pub fn local(environment: &str) -> Self {
+        let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+        let mut endpoints = Vec::new();
+        for side in Side::BOTH {
+            endpoints.push(Endpoint::Unix(wellknown::unix_socket_path(
+                runtime.as_deref(),
+                environment,
+                side,
+            )));
+            if let Some(port) = wellknown::line_port(environment, side) {
+                endpoints.push(Endpoint::Tcp(format!("127.0.0.1:{port}")));
+            }
+        }
+        Self {
+            environment: environment.to_owned(),
+            endpoints,
+        }
+    }
+
+    /// Specific endpoints, tried in order.
+    pub fn endpoints(environment: &str, endpoints: Vec<Endpoint>) -> Self {
+        Self {
+            environment: environment.to_owned(),
+            endpoints,
+        }
+    }
+}
+
+/// What can go wrong talking to a catalogue.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No endpoint answered.
+    #[error("no catalogue reachable: {0}")]
+    Unreachable(String),
+    /// The catalogue belongs to another environment (not retried).
+    #[error("environment mismatch: {catalogue} is {theirs:?}, we are {ours:?}")]
+    EnvMismatch {
+        /// The catalogue.
+        catalogue: CatalogueUri,
+        /// Its environment.
+        theirs: String,
+        /// Ours.
+        ours: String,
+    },
+    /// The catalogue refused a request.
+    #[error("catalogue refused: {code} {text}")]
+    Refused {
+        /// The ERROR code.
+        code: ErrorCode,
+        /// Its text.
+        text: String,
+    },
+    /// The catalogue said something we did not expect.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The connection failed.
+    #[error("connection lost: {0}")]
+    Io(#[from] std::io::Error),
+    /// A malformed argument.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+type ReadHalf = Pin<Box<dyn AsyncRead + Send>>;
+type WriteHalf = Pin<Box<dyn AsyncWrite + Send>>;
+type Reader = FramedRead<ReadHalf, AnyDelimiterCodec>;
+
+/// One connection to a catalogue, past its WELCOME.
+pub struct Connection {
+    reader: Reader,
+    writer: WriteHalf,
+    /// The catalogue's URI.
+    pub catalogue: CatalogueUri,
+    /// The catalogue's cluster.
+    pub cluster: String,
+    /// Where it was reached.
+    pub endpoint: Endpoint,
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl Connection {
+    /// Connects to the first endpoint that answers with a WELCOME of our
+    /// environment. A mismatch is returned at once.
+    pub async fn connect(opts: &Options) -> Result<Self, Error> {
+        let mut failures = Vec::new();
+        for ep in &opts.endpoints {
+            match Self::connect_one(ep, &opts.environment).await {
+                Ok(c) => return Ok(c),
+                Err(e @ Error::EnvMismatch { .. }) => return Err(e),
+                Err(e) => failures.push(format!("{ep}: {e}")),
+            }
+        }
+        if failures.is_empty() {
+            failures.push("no endpoints configured".into());
+        }
+        Err(Error::Unreachable(failures.join("; ")))
+    }
+
+    async fn connect_one(ep: &Endpoint, environment: &str) -> Result<Self, Error> {
+        let (r, w): (ReadHalf, WriteHalf) = match ep {
+            Endpoint::Tcp(addr) => {
+                let s = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| Error::Unreachable("timed out".into()))??;
+                let _ = s.set_nodelay(true);
+                let (r, w) = s.into_split();
+                (Box::pin(r), Box::pin(w))
+            }
+            Endpoint::Unix(path) => {
+                let s = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::UnixStream::connect(path))
+                    .await
+                    .map_err(|_| Error::Unreachable("timed out".into()))??;
+                let (r, w) = s.into_split();
+                (Box::pin(r), Box::pin(w))
+            }
+        };
+        let mut reader = FramedRead::new(
+            r,
+            AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), DEFAULT_MAX_LINE * 4),
+        );
+        let first = tokio::time::timeout(CONNECT_TIMEOUT, next_message(&mut reader))
+            .await
+            .map_err(|_| Error::Protocol("no WELCOME within 3 s".into()))??;
+        match first {
+            Some(Message::Welcome {
+                catalogue,
+                cluster,
+                environment: theirs,
+            }) => {
+                if theirs != environment {
+                    return Err(Error::EnvMismatch {
+                        catalogue,
+                        theirs,
+                        ours: environment.to_owned(),
+                    });
+                }
+                Ok(Self {
+                    reader,
+                    writer: w,
+                    catalogue,
+                    cluster,
+                    endpoint: ep.clone(),
+                })
+            }
+            Some(other) => Err(Error::Protocol(format!(
+                "expected WELCOME, got {}",
+                other.kind().keyword()
+            ))),
+            None => Err(Error::Protocol("closed before WELCOME".into())),
+        }
+    }
+
+    /// Sends one message.
+    pub async fn send(&mut self, msg: &Message) -> Result<(), Error> {
+        let mut line = msg.encode();
+        line.push('\n');
+        self.writer.write_all(line.as_bytes()).await?;
+        self.writer.flush().await?;
+        Ok(())
+    }
+
+    /// The next message; None when the catalogue closed the connection.
+    pub async fn recv(&mut self) -> Result<Option<Message>, Error> {
+        next_message(&mut self.reader).await
+    }
+
+    /// Sends a request and waits for the line that ends its answer (the
+    /// HEARTBEAT that follows it), failing on an ERROR in between. Other
+    /// lines received meanwhile are returned.
+    pub async fn request(&mut self, msg: &Message) -> Result<Vec<Message>, Error> {
+        self.send(msg).await?;
+        self.send(&Message::Heartbeat).await?;
+        let mut got = Vec::new();
+        loop {
+            match self.recv().await? {
+                Some(Message::Heartbeat) => return Ok(got),
+                Some(Message::Error { code, text }) => return Err(Error::Refused { code, text }),
+                Some(m) => got.push(m),
+                None => return Err(Error::Protocol("connection closed".into())),
+            }
+        }
+    }
+}
+
+async fn next_message(reader: &mut Reader) -> Result<Option<Message>, Error> {
+    match reader.next().await {
+        None => Ok(None),
+        Some(Err(e)) => Err(Error::Protocol(e.to_string())),
+        Some(Ok(bytes)) => parse_line(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Protocol(format!("unparsable line from catalogue: {e}"))),
+    }
+}

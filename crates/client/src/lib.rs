@@ -1,0 +1,28 @@
+//! The Rarangi client library: what services and clients link against.
+//!
+//! - [`Connection`]: one line-protocol connection to a catalogue, found with
+//!   no configuration (the environment's side A, then side B, on this host)
+//!   or at a given address or Unix socket; a WELCOME from another
+//!   environment is refused with [`Error::EnvMismatch`] and not retried.
+//! - [`register`]: keeps a service registered while the returned
+//!   [`Registration`] lives, reconnecting (and failing over between sides)
+//!   when the catalogue goes away. Dropping it deregisters.
+//! - [`subscribe`]: a stream of [`Event`]s for a regular expression that
+//!   stays equal to the catalogue's view across reconnects.
+//! - [`Resolver`]: a live cache answering `resolve(name)` in locality order.
+//!
+//! This crate does not depend on the server.
+
+#![forbid(unsafe_code)]
+
+mod connection;
+mod registration;
+mod resolver;
+mod subscription;
+
+pub use connection::{Connection, Endpoint, Error, Options};
+pub use registration::{register, Registration};
+pub use resolver::{order_by_locality, Resolver};
+pub use subscription::{subscribe, Event, Instance, Subscription};
+
+pub use rarangi_proto::{Attrs, CatalogueUri, ServiceUri};

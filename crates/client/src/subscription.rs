@@ -1,0 +1,238 @@
+//! Following the services that match a regular expression.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::Stream;
+use rarangi_proto::{Attrs, CatalogueUri, Message, ServiceUri};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::connection::{Connection, Error, Options};
+
+/// One service instance: a service URI registered at a catalogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// The service URI.
+    pub service: ServiceUri,
+    /// The catalogue it is registered at.
+    pub catalogue: CatalogueUri,
+    /// That catalogue's cluster.
+    pub cluster: String,
+    /// Registration metadata.
+    pub attrs: Attrs,
+}
+
+/// A change seen by a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An instance appeared (or its attributes changed).
+    Added(Instance),
+    /// An instance went away (deregistered, or its catalogue unreachable).
+    Removed(Instance),
+    /// The view is complete and equal to the catalogue's: sent after the
+    /// first snapshot and after every reconnection.
+    Synced,
+}
+
+type Key = (String, String);
+
+/// The catalogue a subscription is connected to, for locality.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Home {
+    pub(crate) catalogue: Option<CatalogueUri>,
+    pub(crate) cluster: String,
+}
+
+/// A stream of [`Event`]s. Dropping it ends the subscription.
+pub struct Subscription {
+    rx: mpsc::UnboundedReceiver<Event>,
+    task: JoinHandle<()>,
+    pub(crate) home: Arc<Mutex<Home>>,
+}
+
+impl Stream for Subscription {
+    type Item = Event;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Subscription {
+    /// The next event.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Subscribes to services matching `regex`. Returns once the first
+/// snapshot has arrived (its events and a [`Event::Synced`] are the first
+/// items of the stream), or with the catalogue's error (a bad regex, say).
+/// Across reconnections the stream emits exactly the difference between
+/// the old and the new snapshot.
+pub async fn subscribe(opts: &Options, regex: &str) -> Result<Subscription, Error> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (first_tx, first_rx) = oneshot::channel();
+    let home = Arc::new(Mutex::new(Home::default()));
+    let task = tokio::spawn(run(opts.clone(), regex.to_owned(), tx, first_tx, home.clone()));
+    match first_rx.await {
+        Ok(Ok(())) => Ok(Subscription { rx, task, home }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(Error::Protocol("subscription ended".into())),
+    }
+}
+
+fn instance(msg: &Message) -> Option<(Key, Instance, bool)> {
+    match msg {
+        Message::AddServ {
+            service,
+            catalogue,
+            cluster,
+            attrs,
+            ..
+        } => Some((
+            key(service, catalogue),
+            inst(service, catalogue, cluster, attrs.clone()),
+            true,
+        )),
+        Message::DelServ {
+            service,
+            catalogue,
+            cluster,
+            ..
+        } => Some((
+            key(service, catalogue),
+            inst(service, catalogue, cluster, Attrs::default()),
+            false,
+        )),
+        _ => None,
+    }
+}
+
+fn key(s: &ServiceUri, c: &CatalogueUri) -> Key {
+    (s.to_string(), c.to_string())
+}
+
+fn inst(service: &ServiceUri, catalogue: &CatalogueUri, cluster: &str, attrs: Attrs) -> Instance {
+    Instance {
+        service: service.clone(),
+        catalogue: catalogue.clone(),
+        cluster: cluster.to_owned(),
+        attrs,
+    }
+}
+
+async fn run(
+    opts: Options,
+    regex: String,
+    tx: mpsc::UnboundedSender<Event>,
+    first: oneshot::Sender<Result<(), Error>>,
+    home: Arc<Mutex<Home>>,
+) {
+    let mut first = Some(first);
+    let mut view: BTreeMap<Key, Instance> = BTreeMap::new();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let conn = match Connection::connect(&opts).await {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(f) = first.take() {
+                    let _ = f.send(Err(e));
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        delay = Duration::from_millis(100);
+        match follow(conn, &regex, &mut view, &tx, &mut first, &home).await {
+            Ok(()) => {}
+            Err(e @ (Error::Refused { .. } | Error::EnvMismatch { .. })) => {
+                if let Some(f) = first.take() {
+                    let _ = f.send(Err(e));
+                }
+                return;
+            }
+            Err(_) => {}
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Runs one connection: snapshot, diff against the previous view, then
+/// live changes until the connection ends.
+async fn follow(
+    mut conn: Connection,
+    regex: &str,
+    view: &mut BTreeMap<Key, Instance>,
+    tx: &mpsc::UnboundedSender<Event>,
+    first: &mut Option<oneshot::Sender<Result<(), Error>>>,
+    home: &Mutex<Home>,
+) -> Result<(), Error> {
+    conn.send(&Message::SubServ {
+        regex: regex.to_owned(),
+    })
+    .await?;
+    let mut snapshot = BTreeMap::new();
+    loop {
+        match conn.recv().await? {
+            Some(Message::SubServ { regex: r }) if r == regex => break,
+            Some(Message::Error { code, text }) => return Err(Error::Refused { code, text }),
+            Some(m) => {
+                if let Some((k, i, true)) = instance(&m) {
+                    snapshot.insert(k, i);
+                }
+            }
+            None => return Err(Error::Protocol("closed during snapshot".into())),
+        }
+    }
+    {
+        let mut h = home.lock().expect("not poisoned");
+        h.catalogue = Some(conn.catalogue.clone());
+        h.cluster = conn.cluster.clone();
+    }
+    let old = std::mem::take(view);
+    for (k, i) in &old {
+        if !snapshot.contains_key(k) {
+            let _ = tx.send(Event::Removed(i.clone()));
+        }
+    }
+    for (k, i) in &snapshot {
+        if old.get(k) != Some(i) {
+            let _ = tx.send(Event::Added(i.clone()));
+        }
+    }
+    *view = snapshot;
+    let _ = tx.send(Event::Synced);
+    if let Some(f) = first.take() {
+        let _ = f.send(Ok(()));
+    }
+    while let Some(m) = conn.recv().await? {
+        match instance(&m) {
+            Some((k, i, true)) => {
+                view.insert(k, i.clone());
+                let _ = tx.send(Event::Added(i));
+            }
+            Some((k, _, false)) => {
+                if let Some(i) = view.remove(&k) {
+                    let _ = tx.send(Event::Removed(i));
+                }
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}

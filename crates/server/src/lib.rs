@@ -1,0 +1,245 @@
+//! The Rarangi catalogue daemon (`rarangi serve`): the tokio shell around
+//! [`rarangi_core::Catalogue`]. It listens on the line-protocol port and a
+//! Unix socket, dials its peers with back-off, runs heartbeats, persists
+//! configuration in an embedded store, and shuts down gracefully.
+
+#![forbid(unsafe_code)]
+
+mod backoff;
+mod clock;
+pub mod config;
+mod conn;
+mod driver;
+pub mod store;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use config::{LogFormat, ServeArgs, Settings};
+use rarangi_core::Catalogue;
+use rarangi_proto::{CatalogueUri, Message};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::mpsc;
+pub use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::conn::{DialOutcome, Origin};
+use crate::driver::{Driver, Event};
+use crate::store::Store;
+
+/// State shared by every connection task.
+pub(crate) struct Shared {
+    settings: Settings,
+    core_config: rarangi_core::Config,
+    welcome: Message,
+    events: mpsc::Sender<Event>,
+    next_conn: AtomicU64,
+    writers_done: mpsc::Sender<()>,
+}
+
+impl Shared {
+    fn next_conn(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ServeError(String);
+
+/// Sets up logging to standard error in the chosen format; `RUST_LOG`
+/// overrides the default level (info).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Runs a catalogue until `shutdown` is cancelled (or SIGTERM/SIGINT when
+/// called from the command line).
+pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let store = Store::open(&settings.data_dir).map_err(|e| ServeError(e.to_string()))?;
+    let (durable, clock) = store.load().map_err(|e| ServeError(e.to_string()))?;
+    let mut core_config = rarangi_core::Config::new(
+        settings.uri.clone(),
+        settings.cluster.clone(),
+        settings.env.clone(),
+    );
+    core_config.tombstone_horizon_ms = settings.tombstone_ms;
+    let core = Catalogue::new(core_config.clone(), durable, clock, clock::now_ms());
+
+    let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
+        ServeError(format!(
+            "cannot listen on {}: {e} (another catalogue there? use --side b or --listen HOST:PORT)",
+            settings.listen
+        ))
+    })?;
+    let unix = bind_unix(&settings.unix);
+
+    let (events_tx, events_rx) = mpsc::channel(4096);
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let shared = Arc::new(Shared {
+        welcome: Message::Welcome {
+            catalogue: settings.uri.clone(),
+            cluster: settings.cluster.clone(),
+            environment: settings.env.clone(),
+        },
+        settings: settings.clone(),
+        core_config,
+        events: events_tx,
+        next_conn: AtomicU64::new(1),
+        writers_done: done_tx,
+    });
+    tracing::info!(
+        uri = %settings.uri,
+        env = %settings.env,
+        cluster = %settings.cluster,
+        listen = %settings.listen,
+        unix = %settings.unix.display(),
+        data_dir = %settings.data_dir.display(),
+        "catalogue started"
+    );
+    let driver = Driver::new(core, store, shared.clone());
+    let driver_task = tokio::spawn(driver.run(events_rx, shutdown.clone()));
+
+    let tcp_task = {
+        let shared = shared.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    r = listener.accept() => match r {
+                        Ok((s, addr)) => {
+                            let _ = s.set_nodelay(true);
+                            tokio::spawn(conn::accepted(s, Origin::Tcp(addr), shared.clone()));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    },
+                }
+            }
+        })
+    };
+    let unix_task = unix.map(|listener| {
+        let shared = shared.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    r = listener.accept() => match r {
+                        Ok((s, _)) => {
+                            tokio::spawn(conn::accepted(s, Origin::Unix, shared.clone()));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed on Unix socket");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    },
+                }
+            }
+        })
+    });
+    for addr in settings.peers.clone() {
+        tokio::spawn(dial_loop(addr, shared.clone(), shutdown.clone()));
+    }
+
+    let _ = driver_task.await;
+    tcp_task.abort();
+    if let Some(t) = unix_task {
+        t.abort();
+        let _ = std::fs::remove_file(&settings.unix);
+    }
+    drop(shared);
+    // Give writers a moment to flush the withdrawals to peers and clients.
+    let _ = tokio::time::timeout(Duration::from_secs(2), done_rx.recv()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn bind_unix(path: &Path) -> Option<UnixListener> {
+    if let Some(dir) = path.parent() {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            tracing::warn!(path = %path.display(), error = %e, "no Unix socket (registration still works from loopback)");
+            return None;
+        }
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            tracing::warn!(path = %path.display(), "another catalogue owns this Unix socket; not using it");
+            return None;
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    match UnixListener::bind(path) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "no Unix socket (registration still works from loopback)");
+            None
+        }
+    }
+}
+
+/// Keeps a configured peer linked: dial, run, back off, repeat.
+async fn dial_loop(addr: String, shared: Arc<Shared>, stop: CancellationToken) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+    let mut expected: Option<CatalogueUri> = None;
+    let mut failures = 0u32;
+    loop {
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            _ = stop.cancelled() => return,
+            o = conn::dial(&addr, expected.as_ref(), shared.clone()) => o,
+        };
+        match outcome {
+            DialOutcome::Ended(peer) => {
+                expected = Some(peer);
+                failures = 0;
+                if started.elapsed() > Duration::from_secs(30) {
+                    backoff.reset();
+                }
+            }
+            DialOutcome::Failed(why) => {
+                failures += 1;
+                if failures == 1 || failures % 10 == 0 {
+                    tracing::warn!(peer = %addr, error = %why, attempts = failures, "cannot reach peer; retrying with back-off");
+                }
+            }
+            DialOutcome::EnvMismatch { peer, theirs } => {
+                tracing::error!(
+                    peer = %addr, uri = %peer, theirs = %theirs, ours = %shared.settings.env,
+                    "environment mismatch: peer {addr} is {theirs:?}, we are {:?}; not reconnecting until restart",
+                    shared.settings.env
+                );
+                return;
+            }
+            DialOutcome::SelfConnection => {
+                tracing::warn!(peer = %addr, "{addr} is this catalogue itself; not dialing it");
+                return;
+            }
+            DialOutcome::WrongIdentity { expected: exp, got } => {
+                tracing::warn!(peer = %addr, expected = %exp, got = %got, "a different catalogue answered; closed");
+                expected = None;
+            }
+        }
+        let delay = backoff.next_delay(&mut rand::thread_rng());
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}

@@ -215,7 +215,7 @@ async fn dial_loop(addr: String, shared: Arc<Shared>, stop: CancellationToken) {
             }
             DialOutcome::Failed(why) => {
                 failures += 1;
-                if failures == 1 || failures % 10 == 0 {
+                if failures == 1 || failures.is_multiple_of(10) {
                     tracing::warn!(peer = %addr, error = %why, attempts = failures, "cannot reach peer; retrying with back-off");
                 }
             }

@@ -634,3 +634,93 @@ async fn sigterm_withdraws_services_before_exit() {
     eventually("b saw the withdrawal", || watcher.uris().is_empty()).await;
     assert!(a.log().contains("shutting down"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_subscriber_is_disconnected_and_stalls_nobody() {
+    let addr = fresh_addr();
+    let mut a = Cat::start_at(&addr, "development", "c1", &[]);
+    // Restart with a small client queue.
+    a.kill();
+    a.args.extend(["--client-queue".into(), "64".into()]);
+    a.spawn();
+    let b = Cat::start("development", "c1", &[&a.addr]);
+    // The stuck client: subscribes to everything, then never reads.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = sock.connect(a.addr.parse().unwrap()).await.unwrap();
+    stuck.write_all(b"8 .*\n").await.unwrap();
+    let good = Watcher::start(&a.opts(), "").await;
+    // Enough long registrations to overflow the kernel buffers and the queue.
+    let pad = "p".repeat(1500);
+    let mut regs = Vec::new();
+    for c in 0..4 {
+        let mut conn = Connection::connect(&a.opts()).await.unwrap();
+        for i in 0..1000 {
+            let service =
+                rarangi_client::ServiceUri::parse(&format!("tcp://10.3.{c}.{}:80/bulk/{pad}{i}", i % 250))
+                    .unwrap();
+            conn.send(&Message::RegServ {
+                service,
+                attrs: Attrs::default(),
+            })
+            .await
+            .unwrap();
+        }
+        regs.push(conn);
+    }
+    eventually("the good watcher got all 4000", || good.uris().len() == 4000).await;
+    eventually_lookup(
+        &b,
+        "bulk/p{1500}999$",
+        &[
+            &format!("tcp://10.3.0.249:80/bulk/{pad}999"),
+            &format!("tcp://10.3.1.249:80/bulk/{pad}999"),
+            &format!("tcp://10.3.2.249:80/bulk/{pad}999"),
+            &format!("tcp://10.3.3.249:80/bulk/{pad}999"),
+        ],
+    )
+    .await;
+    eventually("the stuck client was disconnected and logged", || {
+        a.log().contains("cannot keep up")
+    })
+    .await;
+    drop(stuck);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolver_orders_by_locality_and_unix_socket_registers() {
+    let a = Cat::start("development", "west", &[]);
+    let b = Cat::start("development", "west", &[&a.addr]);
+    let z = Cat::start("development", "east", &[&a.addr]);
+    let unix = Options::endpoints("development", vec![Endpoint::Unix(a.dir.join("s.sock"))]);
+    let _r1 = register(&unix, "tcp://10.0.0.1:80/orders", Attrs::default())
+        .await
+        .unwrap();
+    let _r2 = register(&b.opts(), "tcp://10.0.0.2:80/orders", Attrs::default())
+        .await
+        .unwrap();
+    let _r3 = register(&z.opts(), "tcp://10.0.0.3:80/orders", Attrs::default())
+        .await
+        .unwrap();
+    let resolver = rarangi_client::Resolver::start(&a.opts()).await.unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let got: Vec<String> = resolver
+            .resolve("orders")
+            .iter()
+            .map(|i| i.service.to_string())
+            .collect();
+        if got
+            == [
+                "tcp://10.0.0.1:80/orders",
+                "tcp://10.0.0.2:80/orders",
+                "tcp://10.0.0.3:80/orders",
+            ]
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "resolve gave {got:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(resolver.resolve("nothing").is_empty());
+}

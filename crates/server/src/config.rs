@@ -107,6 +107,10 @@ pub struct ServeArgs {
     /// How long deletes are remembered before collection. [default: 3600000]
     #[arg(long, env = "RARANGI_TOMBSTONE_MS", value_name = "MS")]
     pub tombstone_ms: Option<u64>,
+    /// Lines queued for one client before it is disconnected as too slow.
+    /// [default: 16384]
+    #[arg(long, env = "RARANGI_CLIENT_QUEUE", value_name = "LINES")]
+    pub client_queue: Option<usize>,
 }
 
 /// The same settings read from a TOML file.
@@ -129,6 +133,7 @@ struct FileConfig {
     allow_register: Vec<String>,
     max_line: Option<usize>,
     tombstone_ms: Option<u64>,
+    client_queue: Option<usize>,
 }
 
 /// A setting that cannot be used, with what to do about it.
@@ -167,6 +172,8 @@ pub struct Settings {
     pub max_line: usize,
     /// Tombstone horizon.
     pub tombstone_ms: u64,
+    /// Per-client send queue, in lines.
+    pub client_queue: usize,
 }
 
 impl ServeArgs {
@@ -254,6 +261,9 @@ impl ServeArgs {
             allow_register,
             max_line,
             tombstone_ms: pick(&self.tombstone_ms, file.tombstone_ms).unwrap_or(3_600_000),
+            client_queue: pick(&self.client_queue, file.client_queue)
+                .unwrap_or(16 * 1024)
+                .max(1),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! that turns lines into driver events, and a writer fed by a bounded queue.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +17,6 @@ use tokio_util::sync::CancellationToken;
 use crate::driver::Event;
 use crate::Shared;
 
-/// Lines queued for a client before it counts as too slow.
-pub(crate) const CLIENT_QUEUE: usize = 16 * 1024;
 /// Lines queued for a peer catalogue before the link is dropped.
 pub(crate) const PEER_QUEUE: usize = 256 * 1024;
 
@@ -28,11 +27,44 @@ pub(crate) enum Origin {
     Tcp(SocketAddr),
 }
 
-/// The driver's handle on a connection.
-#[derive(Debug)]
+/// The driver's handle on a connection: an unbounded queue whose backlog
+/// and progress the driver watches, so a reader that is slow but moving
+/// (a big snapshot) is served and one that is stuck is dropped.
+#[derive(Debug, Clone)]
 pub(crate) struct Handle {
-    pub(crate) tx: mpsc::Sender<String>,
+    tx: mpsc::UnboundedSender<String>,
     pub(crate) close: CancellationToken,
+    pending: Arc<AtomicUsize>,
+    progress_ms: Arc<AtomicU64>,
+    limit: usize,
+}
+
+/// How long a connection over its backlog limit may go without writing
+/// anything before it is dropped.
+const STALL_MS: u64 = 1000;
+/// A backlog this many times the limit is dropped even if moving.
+const HARD_FACTOR: usize = 64;
+
+impl Handle {
+    /// Queues a line. Err(reason) when the reader is stuck or far behind:
+    /// the caller closes the connection.
+    pub(crate) fn send(&self, line: String) -> Result<(), String> {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        self.stalled().map_or(Ok(()), Err)?;
+        self.tx.send(line).map_err(|_| "connection closed".to_owned())
+    }
+
+    /// Why this connection should be dropped, if it should: over its
+    /// backlog limit with no progress for a while, or far over it.
+    pub(crate) fn stalled(&self) -> Option<String> {
+        let pending = self.pending.load(Ordering::Relaxed);
+        if pending <= self.limit {
+            return None;
+        }
+        let idle = crate::clock::now_ms().saturating_sub(self.progress_ms.load(Ordering::Relaxed));
+        (idle >= STALL_MS || pending > self.limit.saturating_mul(HARD_FACTOR))
+            .then(|| format!("{pending} lines queued, nothing written for {idle} ms"))
+    }
 }
 
 type Lines<R> = FramedRead<R, AnyDelimiterCodec>;
@@ -130,9 +162,10 @@ where
 /// on close writes what is still queued before shutting down.
 async fn writer<W: AsyncWrite + Unpin>(
     w: W,
-    mut rx: mpsc::Receiver<String>,
+    mut rx: mpsc::UnboundedReceiver<String>,
     heartbeat: Option<Duration>,
     close: CancellationToken,
+    progress: (Arc<AtomicUsize>, Arc<AtomicU64>),
     _done: mpsc::Sender<()>,
 ) {
     let mut w = BufWriter::new(w);
@@ -142,11 +175,13 @@ async fn writer<W: AsyncWrite + Unpin>(
     loop {
         tokio::select! {
             m = rx.recv() => match m {
-                Some(line) => {
-                    if write_batch(&mut w, line, &mut rx).await.is_err() {
-                        break;
+                Some(line) => match write_batch(&mut w, line, &mut rx).await {
+                    Ok(n) => {
+                        progress.0.fetch_sub(n, Ordering::Relaxed);
+                        progress.1.store(crate::clock::now_ms(), Ordering::Relaxed);
                     }
-                }
+                    Err(_) => break,
+                },
                 None => break,
             },
             _ = beat.tick(), if heartbeat.is_some() => {
@@ -169,18 +204,24 @@ async fn writer<W: AsyncWrite + Unpin>(
     close.cancel();
 }
 
+/// Writes a line and whatever else is queued (up to a batch), flushes, and
+/// returns how many lines went out.
 async fn write_batch<W: AsyncWrite + Unpin>(
     w: &mut BufWriter<W>,
     first: String,
-    rx: &mut mpsc::Receiver<String>,
-) -> std::io::Result<()> {
+    rx: &mut mpsc::UnboundedReceiver<String>,
+) -> std::io::Result<usize> {
     w.write_all(first.as_bytes()).await?;
     w.write_all(b"\n").await?;
-    while let Ok(line) = rx.try_recv() {
+    let mut n = 1;
+    while n < 1024 {
+        let Ok(line) = rx.try_recv() else { break };
         w.write_all(line.as_bytes()).await?;
         w.write_all(b"\n").await?;
+        n += 1;
     }
-    w.flush().await
+    w.flush().await?;
+    Ok(n)
 }
 
 fn spawn_writer<W: AsyncWrite + Unpin + Send + 'static>(
@@ -189,16 +230,26 @@ fn spawn_writer<W: AsyncWrite + Unpin + Send + 'static>(
     heartbeat: Option<Duration>,
     shared: &Shared,
 ) -> Handle {
-    let (tx, rx) = mpsc::channel(queue);
+    let (tx, rx) = mpsc::unbounded_channel();
     let close = CancellationToken::new();
+    let pending = Arc::new(AtomicUsize::new(0));
+    let progress_ms = Arc::new(AtomicU64::new(crate::clock::now_ms()));
+    let progress = (pending.clone(), progress_ms.clone());
     tokio::spawn(writer(
         w,
         rx,
         heartbeat,
         close.clone(),
+        progress,
         shared.writers_done.clone(),
     ));
-    Handle { tx, close }
+    Handle {
+        tx,
+        close,
+        pending,
+        progress_ms,
+        limit: queue,
+    }
 }
 
 /// A linked peer catalogue: heartbeats out, dead-after in.
@@ -214,7 +265,7 @@ pub(crate) async fn run_peer<R, W>(
 {
     let handle = spawn_writer(w, PEER_QUEUE, Some(shared.settings.heartbeat), &shared);
     let close = handle.close.clone();
-    let tx = handle.tx.clone();
+    let tx = handle.clone();
     let conn = shared.next_conn();
     if shared
         .events
@@ -239,7 +290,7 @@ pub(crate) async fn run_peer<R, W>(
             Err(_) => break format!("nothing received for {} ms", dead_after.as_millis()),
             Ok(Read::Closed) => break "connection closed".to_owned(),
             Ok(Read::TooLong) => {
-                let _ = tx.try_send(too_long(shared.settings.max_line));
+                let _ = tx.send(too_long(shared.settings.max_line));
                 break "peer sent an over-long line".to_owned();
             }
             Ok(Read::Line(b)) => match parse_line(&b) {
@@ -250,7 +301,7 @@ pub(crate) async fn run_peer<R, W>(
                 }
                 Err(e) => {
                     tracing::warn!(peer = %peer, error = %e, "bad line from peer");
-                    let _ = tx.try_send(e.to_message().encode());
+                    let _ = tx.send(e.to_message().encode());
                 }
             },
         }
@@ -270,9 +321,9 @@ async fn run_client<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let handle = spawn_writer(w, CLIENT_QUEUE, None, &shared);
+    let handle = spawn_writer(w, shared.settings.client_queue, None, &shared);
     let close = handle.close.clone();
-    let tx = handle.tx.clone();
+    let tx = handle.clone();
     let conn = shared.next_conn();
     if shared
         .events
@@ -299,7 +350,7 @@ async fn run_client<R, W>(
                     Read::Line(b) => parse_line(&b),
                     Read::Closed => break,
                     Read::TooLong => {
-                        let _ = tx.try_send(too_long(shared.settings.max_line));
+                        let _ = tx.send(too_long(shared.settings.max_line));
                         break;
                     }
                 }
@@ -327,7 +378,7 @@ async fn run_client<R, W>(
                         "WELCOME must be the first line of a catalogue link".to_owned(),
                     )
                 };
-                let _ = tx.try_send(Message::error(code, text).encode());
+                let _ = tx.send(Message::error(code, text).encode());
                 break;
             }
             Ok(msg) => {
@@ -336,7 +387,7 @@ async fn run_client<R, W>(
                 }
             }
             Err(e) => {
-                if tx.try_send(e.to_message().encode()).is_err() {
+                if tx.send(e.to_message().encode()).is_err() {
                     break;
                 }
             }

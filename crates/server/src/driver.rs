@@ -88,6 +88,7 @@ impl Driver {
                     None => break,
                 },
                 _ = tick.tick() => {
+                    self.drop_stalled();
                     self.core.tick(now_ms());
                     self.dispatch();
                     if self.core.clock() != self.saved_clock {
@@ -176,6 +177,26 @@ impl Driver {
         }
     }
 
+    /// Drops connections whose readers stopped reading.
+    fn drop_stalled(&mut self) {
+        let clients: Vec<(ConnId, String)> = self
+            .clients
+            .iter()
+            .filter_map(|(c, h)| h.stalled().map(|why| (*c, why)))
+            .collect();
+        for (conn, why) in clients {
+            self.drop_client(conn, &format!("client cannot keep up: {why}"));
+        }
+        let peers: Vec<(ConnId, String)> = self
+            .peer_conns
+            .iter()
+            .filter_map(|(c, p)| p.handle.stalled().map(|why| (*c, why)))
+            .collect();
+        for (conn, why) in peers {
+            self.drop_peer_conn(conn, &format!("peer is not reading: {why}"));
+        }
+    }
+
     fn drop_client(&mut self, conn: ConnId, reason: &str) {
         if let Some(h) = self.clients.remove(&conn) {
             tracing::warn!(client = conn, reason, "closing client connection");
@@ -198,21 +219,16 @@ impl Driver {
                         let Some(&conn) = self.peers.get(&peer) else {
                             continue;
                         };
-                        let sent = self.peer_conns[&conn].handle.tx.try_send(msg.encode());
-                        if sent.is_err() {
-                            self.drop_peer_conn(conn, "peer is not reading (send queue full)");
+                        if let Err(why) = self.peer_conns[&conn].handle.send(msg.encode()) {
+                            self.drop_peer_conn(conn, &format!("peer is not reading: {why}"));
                         }
                     }
                     Output::ToClient { client, msg } => {
                         let Some(h) = self.clients.get(&client.0) else {
                             continue;
                         };
-                        if h.tx.try_send(msg.encode()).is_err() {
-                            let reason = format!(
-                                "client cannot keep up ({} lines queued)",
-                                crate::conn::CLIENT_QUEUE
-                            );
-                            self.drop_client(client.0, &reason);
+                        if let Err(why) = h.send(msg.encode()) {
+                            self.drop_client(client.0, &format!("client cannot keep up: {why}"));
                         }
                     }
                     Output::CloseClient { client, reason } => self.drop_client(client.0, &reason),

@@ -107,6 +107,13 @@ pub struct ServeArgs {
     /// How long deletes are remembered before collection. [default: 3600000]
     #[arg(long, env = "RARANGI_TOMBSTONE_MS", value_name = "MS")]
     pub tombstone_ms: Option<u64>,
+    /// HTTP API address ("off" to disable). [default: 0.0.0.0:<well-known
+    /// HTTP port>; off for environments without well-known ports]
+    #[arg(long, env = "RARANGI_HTTP", value_name = "HOST:PORT")]
+    pub http: Option<String>,
+    /// Largest accepted HTTP request body in bytes. [default: 1048576]
+    #[arg(long, env = "RARANGI_HTTP_BODY_LIMIT", value_name = "BYTES")]
+    pub http_body_limit: Option<usize>,
     /// Lines queued for one client before it is disconnected as too slow.
     /// [default: 16384]
     #[arg(long, env = "RARANGI_CLIENT_QUEUE", value_name = "LINES")]
@@ -134,6 +141,8 @@ struct FileConfig {
     max_line: Option<usize>,
     tombstone_ms: Option<u64>,
     client_queue: Option<usize>,
+    http: Option<String>,
+    http_body_limit: Option<usize>,
 }
 
 /// A setting that cannot be used, with what to do about it.
@@ -174,6 +183,10 @@ pub struct Settings {
     pub tombstone_ms: u64,
     /// Per-client send queue, in lines.
     pub client_queue: usize,
+    /// HTTP API address, if enabled.
+    pub http: Option<SocketAddr>,
+    /// HTTP body limit.
+    pub http_body_limit: usize,
 }
 
 impl ServeArgs {
@@ -246,6 +259,11 @@ impl ServeArgs {
         if max_line < 1024 {
             return Err(ConfigError("--max-line must be at least 1024 bytes".into()));
         }
+        let http = match pick(&self.http, file.http).as_deref() {
+            Some("off") => None,
+            Some(a) => Some(resolve_addr(a, "--http")?),
+            None => wellknown::http_port(&env, side).map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
+        };
         Ok(Settings {
             env,
             side,
@@ -264,6 +282,8 @@ impl ServeArgs {
             client_queue: pick(&self.client_queue, file.client_queue)
                 .unwrap_or(16 * 1024)
                 .max(1),
+            http,
+            http_body_limit: pick(&self.http_body_limit, file.http_body_limit).unwrap_or(1 << 20),
         })
     }
 }

@@ -1,14 +1,16 @@
 //! The task that owns the core state machine: turns connection events into
 //! core inputs and core outputs into writes, persistence and logs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rarangi_core::{Catalogue, ClientId, Notice, Output, PersistOp};
-use rarangi_proto::{CatalogueUri, Message, Ts};
-use tokio::sync::mpsc;
+use rarangi_core::{Catalogue, ClientId, KeyRecord, Notice, Output, PersistOp, ServiceView, TopologyView};
+use rarangi_proto::{Attrs, CatalogueUri, Message, ServiceUri, Ts};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+
+use crate::hooks::Hooks;
 
 use crate::clock::now_ms;
 use crate::conn::Handle;
@@ -46,6 +48,72 @@ pub(crate) enum Event {
     ClientGone {
         conn: ConnId,
     },
+    /// A request from the HTTP API.
+    Api(Request),
+}
+
+/// What the HTTP API asks of the catalogue.
+pub(crate) enum Request {
+    Keys {
+        prefix: String,
+        reply: oneshot::Sender<Vec<KeyRecord>>,
+    },
+    /// Answered once the write is durable here.
+    SetKey {
+        key: String,
+        value: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    DelKey {
+        key: String,
+        reply: oneshot::Sender<Result<bool, String>>,
+    },
+    Services {
+        reply: oneshot::Sender<Vec<ServiceView>>,
+    },
+    Topology {
+        reply: oneshot::Sender<TopologyView>,
+    },
+    /// Registers (or refreshes) an HTTP service instance with a TTL.
+    Register {
+        service: ServiceUri,
+        attrs: Attrs,
+        ttl_ms: u64,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Withdraws an HTTP service instance registered here.
+    Unregister {
+        service: ServiceUri,
+        reply: oneshot::Sender<bool>,
+    },
+    /// The last change index of paths under a prefix, and the global one.
+    Index {
+        prefix: String,
+        reply: oneshot::Sender<(u64, u64)>,
+    },
+    HookDone {
+        marker: String,
+        version: String,
+        ok: bool,
+    },
+}
+
+/// A change visible through the HTTP API (watches, SSE).
+#[derive(Debug, Clone)]
+pub(crate) struct Change {
+    pub(crate) index: u64,
+    pub(crate) path: String,
+    pub(crate) what: &'static str,
+}
+
+/// The driver's own subscription to every service, feeding the change log.
+const WATCH_CLIENT: ClientId = ClientId(u64::MAX);
+/// HTTP registrations are pseudo-clients numbered down from here.
+const HTTP_CLIENTS: u64 = u64::MAX - 1;
+
+struct HttpReg {
+    client: ClientId,
+    expires_ms: u64,
 }
 
 struct PeerConn {
@@ -62,19 +130,41 @@ pub(crate) struct Driver {
     peers: HashMap<CatalogueUri, ConnId>,
     clients: HashMap<ConnId, Handle>,
     saved_clock: Ts,
+    http_regs: BTreeMap<ServiceUri, HttpReg>,
+    next_http_client: u64,
+    index: u64,
+    path_index: BTreeMap<String, u64>,
+    live_paths: BTreeSet<String>,
+    changes: broadcast::Sender<Change>,
+    hooks: Hooks,
 }
 
 impl Driver {
-    pub(crate) fn new(core: Catalogue, store: Store, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(mut core: Catalogue, store: Store, shared: Arc<Shared>) -> Self {
         let saved_clock = core.clock();
+        core.client_connected(WATCH_CLIENT, false);
+        core.client_message(
+            crate::clock::now_ms(),
+            WATCH_CLIENT,
+            Message::SubServ { regex: String::new() },
+        );
+        core.drain();
+        let live_paths = core.keys().iter().filter_map(|r| key_path(&r.key)).collect();
         Self {
             core,
             store,
+            changes: shared.changes.clone(),
             shared,
             peer_conns: HashMap::new(),
             peers: HashMap::new(),
             clients: HashMap::new(),
             saved_clock,
+            http_regs: BTreeMap::new(),
+            next_http_client: HTTP_CLIENTS,
+            index: 0,
+            path_index: BTreeMap::new(),
+            live_paths,
+            hooks: Hooks::default(),
         }
     }
 
@@ -89,10 +179,12 @@ impl Driver {
                 },
                 _ = tick.tick() => {
                     self.drop_stalled();
+                    self.expire_http_regs();
                     self.core.tick(now_ms());
-                    self.dispatch();
+                    let _ = self.dispatch();
+                    self.run_hooks();
                     if self.core.clock() != self.saved_clock {
-                        self.persist(&[]);
+                        let _ = self.persist(&[]);
                     }
                 }
                 _ = shutdown.cancelled() => break,
@@ -161,8 +253,139 @@ impl Driver {
                     self.core.client_disconnected(now, ClientId(conn));
                 }
             }
+            Event::Api(req) => self.on_request(req),
         }
-        self.dispatch();
+        let _ = self.dispatch();
+    }
+
+    fn on_request(&mut self, req: Request) {
+        let now = now_ms();
+        match req {
+            Request::Keys { prefix, reply } => {
+                let keys = self
+                    .core
+                    .keys()
+                    .into_iter()
+                    .filter(|r| r.key.starts_with(&prefix))
+                    .collect();
+                let _ = reply.send(keys);
+            }
+            Request::SetKey { key, value, reply } => {
+                let result = match self.core.set_key(now, &key, &value) {
+                    Ok(_) => self.dispatch(),
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = reply.send(result);
+            }
+            Request::DelKey { key, reply } => {
+                let result = match self.core.del_key(now, &key) {
+                    Some(_) => self.dispatch().map(|()| true),
+                    None => Ok(false),
+                };
+                let _ = reply.send(result);
+            }
+            Request::Services { reply } => {
+                let _ = reply.send(self.core.services().cloned().collect());
+            }
+            Request::Topology { reply } => {
+                let _ = reply.send(self.core.topology());
+            }
+            Request::Register {
+                service,
+                attrs,
+                ttl_ms,
+                reply,
+            } => {
+                let client = match self.http_regs.get(&service) {
+                    Some(r) => r.client,
+                    None => {
+                        let c = ClientId(self.next_http_client);
+                        self.next_http_client -= 1;
+                        self.core.client_connected(c, true);
+                        c
+                    }
+                };
+                self.http_regs.insert(
+                    service.clone(),
+                    HttpReg {
+                        client,
+                        expires_ms: now + ttl_ms,
+                    },
+                );
+                self.core
+                    .client_message(now, client, Message::RegServ { service, attrs });
+                let _ = reply.send(self.dispatch());
+            }
+            Request::Unregister { service, reply } => {
+                let found = self.http_regs.remove(&service);
+                if let Some(r) = &found {
+                    self.core.client_disconnected(now, r.client);
+                }
+                let _ = reply.send(found.is_some());
+            }
+            Request::Index { prefix, reply } => {
+                let last = self
+                    .path_index
+                    .range(prefix.clone()..)
+                    .take_while(|(p, _)| p.starts_with(&prefix))
+                    .map(|(_, i)| *i)
+                    .max()
+                    .unwrap_or(0);
+                let _ = reply.send((last, self.index));
+            }
+            Request::HookDone { marker, version, ok } => {
+                if self.hooks.finished(&marker, ok, now) {
+                    let _ = self.core.set_key(now, &marker, &version);
+                } else {
+                    tracing::warn!(hook = %marker, "webhook delivery failed; will retry");
+                }
+            }
+        }
+    }
+
+    /// Removes HTTP registrations whose TTL lapsed.
+    fn expire_http_regs(&mut self) {
+        let now = now_ms();
+        let expired: Vec<ServiceUri> = self
+            .http_regs
+            .iter()
+            .filter(|(_, r)| r.expires_ms <= now)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for s in expired {
+            if let Some(r) = self.http_regs.remove(&s) {
+                tracing::info!(service = %s, "HTTP registration expired (TTL)");
+                self.core.client_disconnected(now, r.client);
+            }
+        }
+    }
+
+    /// Starts the webhook deliveries that are due (only on the leader).
+    fn run_hooks(&mut self) {
+        let base = self.shared.http_base.clone();
+        for d in self.hooks.due(&self.core, &base, now_ms()) {
+            let events = self.shared.events.clone();
+            tokio::spawn(async move {
+                let ok = crate::hooks::post(&d.endpoint, &d.body).await;
+                let done = Request::HookDone {
+                    marker: d.marker,
+                    version: d.version,
+                    ok,
+                };
+                let _ = events.send(Event::Api(done)).await;
+            });
+        }
+    }
+
+    /// Records a change for watches and SSE.
+    fn changed(&mut self, path: String, what: &'static str) {
+        self.index += 1;
+        self.path_index.insert(path.clone(), self.index);
+        let _ = self.changes.send(Change {
+            index: self.index,
+            path,
+            what,
+        });
     }
 
     fn drop_peer_conn(&mut self, conn: ConnId, reason: &str) {
@@ -205,9 +428,11 @@ impl Driver {
         }
     }
 
-    /// Carries out the core's outputs until there are none left.
-    fn dispatch(&mut self) {
+    /// Carries out the core's outputs until there are none left. Err if
+    /// durable writes failed.
+    fn dispatch(&mut self) -> Result<(), String> {
         let mut persist = Vec::new();
+        let mut changes = Vec::new();
         loop {
             let outs = self.core.drain();
             if outs.is_empty() {
@@ -223,6 +448,16 @@ impl Driver {
                             self.drop_peer_conn(conn, &format!("peer is not reading: {why}"));
                         }
                     }
+                    Output::ToClient { client, msg } if client == WATCH_CLIENT => {
+                        if let Some(c) = service_change(&msg) {
+                            changes.push(c);
+                        }
+                    }
+                    Output::ToClient { client, msg } if client.0 >= self.next_http_client => {
+                        if let Message::Error { code, text } = msg {
+                            tracing::warn!(%code, text, "HTTP registration refused");
+                        }
+                    }
                     Output::ToClient { client, msg } => {
                         let Some(h) = self.clients.get(&client.0) else {
                             continue;
@@ -232,22 +467,55 @@ impl Driver {
                         }
                     }
                     Output::CloseClient { client, reason } => self.drop_client(client.0, &reason),
-                    Output::Persist(op) => persist.push(op),
+                    Output::Persist(op) => {
+                        if let PersistOp::Key(rec) = &op {
+                            if let Some(path) = key_path(&rec.key) {
+                                changes.push((path, rec.value.is_some()));
+                            }
+                        }
+                        persist.push(op);
+                    }
                     Output::Notice(n) => log_notice(&n),
                 }
             }
         }
-        if !persist.is_empty() {
-            self.persist(&persist);
+        let result = if persist.is_empty() {
+            Ok(())
+        } else {
+            self.persist(&persist)
+        };
+        let any = !changes.is_empty();
+        for (path, live) in changes {
+            let what = match (self.live_paths.contains(&path), live) {
+                (_, false) => "deleted",
+                (false, true) => "created",
+                (true, true) => "updated",
+            };
+            if live {
+                self.live_paths.insert(path.clone());
+            } else {
+                self.live_paths.remove(&path);
+            }
+            self.changed(path, what);
         }
+        if any {
+            self.run_hooks();
+        }
+        result
     }
 
-    fn persist(&mut self, ops: &[PersistOp]) {
+    fn persist(&mut self, ops: &[PersistOp]) -> Result<(), String> {
         let clock = self.core.clock();
         let result = tokio::task::block_in_place(|| self.store.apply(ops, clock));
         match result {
-            Ok(()) => self.saved_clock = clock,
-            Err(e) => tracing::error!(error = %e, "could not write the store"),
+            Ok(()) => {
+                self.saved_clock = clock;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not write the store");
+                Err(e.to_string())
+            }
         }
     }
 
@@ -259,7 +527,11 @@ impl Driver {
         for conn in clients {
             self.core.client_disconnected(now, ClientId(conn));
         }
-        self.dispatch();
+        let regs: Vec<ClientId> = self.http_regs.values().map(|r| r.client).collect();
+        for c in regs {
+            self.core.client_disconnected(now, c);
+        }
+        let _ = self.dispatch();
         for (_, h) in self.clients.drain() {
             h.close.cancel();
         }
@@ -267,7 +539,31 @@ impl Driver {
             pc.handle.close.cancel();
         }
         self.peers.clear();
-        self.persist(&[]);
+        let _ = self.persist(&[]);
+    }
+}
+
+/// The API path of a configuration key, if it has one.
+fn key_path(key: &str) -> Option<String> {
+    if let Some(name) = key.strip_prefix("app/") {
+        return Some(format!("/app/{name}"));
+    }
+    let rest = key.strip_prefix("hook/")?;
+    let mut p = rest.splitn(3, '/');
+    let (kind, name, hook) = (p.next()?, p.next()?, p.next()?);
+    Some(format!("/{kind}/{name}/web-hooks/{hook}"))
+}
+
+/// The API path of a service instance: `/srv/NAME/HOST`.
+fn instance_path(service: &ServiceUri) -> String {
+    format!("/srv/{}/{}", service.name(), service.instance())
+}
+
+fn service_change(msg: &Message) -> Option<(String, bool)> {
+    match msg {
+        Message::AddServ { service, .. } => Some((instance_path(service), true)),
+        Message::DelServ { service, .. } => Some((instance_path(service), false)),
+        _ => None,
     }
 }
 

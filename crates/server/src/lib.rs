@@ -10,6 +10,8 @@ mod clock;
 pub mod config;
 mod conn;
 mod driver;
+mod hooks;
+pub mod http;
 pub mod store;
 
 use std::path::Path;
@@ -37,6 +39,9 @@ pub(crate) struct Shared {
     events: mpsc::Sender<Event>,
     next_conn: AtomicU64,
     writers_done: mpsc::Sender<()>,
+    changes: tokio::sync::broadcast::Sender<driver::Change>,
+    /// `http://HOST:PORT` of our HTTP API, for webhook payloads.
+    http_base: String,
 }
 
 impl Shared {
@@ -100,6 +105,16 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         events: events_tx,
         next_conn: AtomicU64::new(1),
         writers_done: done_tx,
+        changes: tokio::sync::broadcast::channel(4096).0,
+        http_base: format!(
+            "http://{}:{}",
+            settings
+                .uri
+                .addr()
+                .rsplit_once(':')
+                .map_or(settings.uri.addr(), |(h, _)| h),
+            settings.http.map_or(0, |a| a.port())
+        ),
     });
     tracing::info!(
         uri = %settings.uri,
@@ -110,6 +125,14 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         data_dir = %settings.data_dir.display(),
         "catalogue started"
     );
+    let http_listener = match settings.http {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            ServeError(format!(
+                "cannot listen for HTTP on {addr}: {e} (use --http HOST:PORT, or --http off)"
+            ))
+        })?),
+        None => None,
+    };
     let driver = Driver::new(core, store, shared.clone());
     let driver_task = tokio::spawn(driver.run(events_rx, shutdown.clone()));
 
@@ -154,12 +177,19 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
             }
         })
     });
+    let http_task = http_listener.map(|l| {
+        tracing::info!(http = %settings.http.expect("set"), "HTTP API listening");
+        tokio::spawn(http::serve(l, shared.clone(), shutdown.clone()))
+    });
     for addr in settings.peers.clone() {
         tokio::spawn(dial_loop(addr, shared.clone(), shutdown.clone()));
     }
 
     let _ = driver_task.await;
     tcp_task.abort();
+    if let Some(t) = http_task {
+        t.abort();
+    }
     if let Some(t) = unix_task {
         t.abort();
         let _ = std::fs::remove_file(&settings.unix);

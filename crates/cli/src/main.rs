@@ -53,7 +53,7 @@ impl Target {
 #[derive(Subcommand)]
 enum Command {
     /// Run a catalogue server (stops gracefully on SIGTERM or Ctrl-C).
-    Serve(rarangi_server::ServeArgs),
+    Serve(Box<rarangi_server::ServeArgs>),
     /// Register a service and keep it registered until this command is
     /// stopped (it re-registers if the catalogue restarts).
     Register {
@@ -115,7 +115,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Register {
             service,
             attrs,

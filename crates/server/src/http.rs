@@ -737,7 +737,7 @@ mod tests {
     #[test]
     fn timestamps_and_waits() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_795_323_723_456), "2026-11-22T01:02:03.456Z");
+        assert_eq!(rfc3339(1_795_309_323_456), "2026-11-22T01:02:03.456Z");
         assert_eq!(parse_wait("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_wait("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_wait("2m").unwrap(), Duration::from_secs(120));

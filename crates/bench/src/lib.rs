@@ -1,0 +1,10 @@
+//! Rarangi benchmarks. The binary (`rarangi-bench`) runs them against real
+//! processes on loopback; the in-memory parts live here so a smoke test in
+//! CI keeps them compiling and working.
+
+#![forbid(unsafe_code)]
+#![allow(missing_docs, unreachable_pub)]
+
+pub mod harness;
+pub mod simbench;
+pub mod stats;

@@ -1,0 +1,532 @@
+//! `rarangi-bench`: measures Rarangi on real processes over loopback and on
+//! the in-memory network, prints a table, and writes docs/BENCHMARKS.md and
+//! docs/bench-propagation.png.
+//!
+//! ```sh
+//! cargo build --release -p rarangi -p rarangi-bench
+//! target/release/rarangi-bench all      # everything (several minutes)
+//! target/release/rarangi-bench quick    # small sizes, a smoke run
+//! ```
+
+use std::fmt::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use rarangi_bench::harness::{proc_stats, start_network, wait_all, watch_all, Cat};
+use rarangi_bench::simbench;
+use rarangi_bench::stats::median_p99;
+use rarangi_client::Connection;
+use rarangi_proto::{Attrs, Message, ServiceUri};
+use rarangi_sim::Topology;
+
+struct Report {
+    sections: Vec<(String, String)>,
+    plot: Vec<(String, usize, f64, f64)>,
+}
+
+impl Report {
+    fn section(&mut self, title: &str, body: String) {
+        println!("\n## {title}\n\n{body}");
+        self.sections.push((title.to_owned(), body));
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<()> {
+    let mode = std::env::args().nth(1).unwrap_or_else(|| "quick".into());
+    let quick = match mode.as_str() {
+        "all" => false,
+        "quick" => true,
+        other => bail!("unknown mode {other:?}: use `all` or `quick`"),
+    };
+    let mut r = Report {
+        sections: Vec::new(),
+        plot: Vec::new(),
+    };
+    let sizes: &[usize] = if quick { &[5] } else { &[5, 20, 50] };
+    let runs = if quick { 10 } else { 40 };
+    propagation(&mut r, sizes, runs).await?;
+    withdrawal(&mut r, if quick { 5 } else { 20 }).await?;
+    churn(&mut r, if quick { 2 } else { 5 }).await?;
+    lookups(&mut r, if quick { 2 } else { 5 }).await?;
+    scale(&mut r, if quick { 10_000 } else { 100_000 }).await?;
+    sim(&mut r, quick);
+    write_docs(&r, &mode)?;
+    Ok(())
+}
+
+fn layouts() -> Vec<(Topology, &'static str)> {
+    vec![
+        (Topology::Chain, "chain"),
+        (Topology::Ring, "ring"),
+        (Topology::TwoMasters { cluster_size: 5 }, "two-masters"),
+        (Topology::Random { extra_tenths: 5 }, "random deg~3"),
+    ]
+}
+
+fn edges_of(t: Topology, n: usize) -> Vec<(usize, usize)> {
+    use rand::SeedableRng;
+    t.edges(n, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9))
+        .into_iter()
+        .collect()
+}
+
+fn ms(d: f64) -> String {
+    if d < 10.0 {
+        format!("{d:.2}")
+    } else {
+        format!("{d:.1}")
+    }
+}
+
+async fn reg(conn: &mut Connection, uri: &str) -> Result<()> {
+    let service = ServiceUri::parse(uri).map_err(|e| anyhow::anyhow!("{e}"))?;
+    conn.send(&Message::RegServ {
+        service,
+        attrs: Attrs::default(),
+    })
+    .await?;
+    Ok(())
+}
+
+async fn unreg(conn: &mut Connection, uri: &str) -> Result<()> {
+    let service = ServiceUri::parse(uri).map_err(|e| anyhow::anyhow!("{e}"))?;
+    conn.send(&Message::UnregServ { service }).await?;
+    Ok(())
+}
+
+/// Registration at one catalogue until a watcher at every catalogue has it.
+async fn propagation(r: &mut Report, sizes: &[usize], runs: usize) -> Result<()> {
+    let mut body = String::from(
+        "Registration at catalogue 0 until a watcher at *every* catalogue has received ADD_SERV (and, for removal, DEL_SERV after UNREG_SERV). One process per catalogue, default heartbeats.\n\n| catalogues | layout | links | runs | add median ms | add p99 ms | remove median ms | remove p99 ms |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for &n in sizes {
+        for (t, name) in layouts() {
+            let edges = edges_of(t, n);
+            let cats = start_network(n, &edges, 1000, 5000)?;
+            let seen = watch_all(&cats, "^tcp://bench").await?;
+            let mut conn = Connection::connect(&cats[0].opts()).await?;
+            // Warm up: wait until the network has formed.
+            reg(&mut conn, "tcp://bench-warm:1/p").await?;
+            if wait_all(
+                &seen,
+                |s| s.added.get("tcp://bench-warm:1/p"),
+                n,
+                Duration::from_secs(60),
+            )
+            .await
+            .is_none()
+            {
+                bail!("{n} catalogues in {name} did not converge");
+            }
+            let (mut adds, mut dels) = (Vec::new(), Vec::new());
+            for i in 0..runs {
+                let uri = format!("tcp://bench-{i}:1/p");
+                let t0 = Instant::now();
+                reg(&mut conn, &uri).await?;
+                let done = wait_all(&seen, |s| s.added.get(&uri), n, Duration::from_secs(10)).await;
+                adds.push(done.map_or(Duration::from_secs(10), |t| t - t0));
+                let t1 = Instant::now();
+                unreg(&mut conn, &uri).await?;
+                let done = wait_all(&seen, |s| s.removed.get(&uri), n, Duration::from_secs(10)).await;
+                dels.push(done.map_or(Duration::from_secs(10), |t| t - t1));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let (am, ap) = median_p99(&adds);
+            let (dm, dp) = median_p99(&dels);
+            r.plot.push((name.to_owned(), n, am, ap));
+            let _ = writeln!(
+                body,
+                "| {n} | {name} | {} | {runs} | {} | {} | {} | {} |",
+                edges.len(),
+                ms(am),
+                ms(ap),
+                ms(dm),
+                ms(dp)
+            );
+            println!("propagation {n} {name}: add median {am:.2} ms p99 {ap:.2} ms");
+        }
+    }
+    r.section("Propagation", body);
+    Ok(())
+}
+
+/// Process death of a service, and death of a catalogue.
+async fn withdrawal(r: &mut Report, runs: usize) -> Result<()> {
+    let n = 5;
+    let edges = edges_of(Topology::Chain, n);
+    let cats = start_network(n, &edges, 200, 1000)?;
+    let seen = watch_all(&cats, "^tcp://death").await?;
+    let bin = rarangi_bench::harness::binary();
+    let mut samples = Vec::new();
+    for i in 0..runs {
+        let uri = format!("tcp://death-{i}:1/p");
+        let mut child = Command::new(&bin)
+            .args(["register", &uri, "--catalogue", &cats[0].addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        if wait_all(&seen, |s| s.added.get(&uri), n, Duration::from_secs(20))
+            .await
+            .is_none()
+        {
+            bail!("registration {uri} did not arrive");
+        }
+        let t0 = Instant::now();
+        child.kill()?;
+        let done = wait_all(&seen, |s| s.removed.get(&uri), n, Duration::from_secs(10)).await;
+        samples.push(done.map_or(Duration::from_secs(10), |t| t - t0));
+        let _ = child.wait();
+    }
+    let (pm, pp) = median_p99(&samples);
+    drop(cats);
+
+    // A catalogue dies: the far side withdraws after dead-after.
+    let mut cat_samples = Vec::new();
+    for i in 0..runs.min(5) {
+        let mut cats = start_network(3, &[(1, 0), (2, 1)], 200, 1000)?;
+        let seen = watch_all(&cats[..1], "^tcp://far").await?;
+        let mut c = Connection::connect(&cats[2].opts()).await?;
+        let uri = format!("tcp://far-{i}:1/p");
+        reg(&mut c, &uri).await?;
+        if wait_all(&seen, |s| s.added.get(&uri), 1, Duration::from_secs(20))
+            .await
+            .is_none()
+        {
+            bail!("far registration did not arrive");
+        }
+        let t0 = Instant::now();
+        cats[1].kill();
+        let done = wait_all(&seen, |s| s.removed.get(&uri), 1, Duration::from_secs(20)).await;
+        cat_samples.push(done.map_or(Duration::from_secs(20), |t| t - t0));
+    }
+    let (cm, cp) = median_p99(&cat_samples);
+    r.section(
+        "Withdrawal",
+        format!(
+            "| what | runs | median ms | p99 ms |\n| --- | --- | --- | --- |\n| SIGKILL of a registered service process, until watchers at all 5 catalogues of a chain saw DEL_SERV | {} | {} | {} |\n| SIGKILL of the middle catalogue of a chain, until the far side withdrew (heartbeat 200 ms, dead-after 1000 ms) | {} | {} | {} |\n\nA catalogue's death is detected by the silence of its links, so the second row is dominated by dead-after; a partition is detected the same way (the whole-system tests cover it with a proxy).\n",
+            samples.len(), ms(pm), ms(pp), cat_samples.len(), ms(cm), ms(cp)
+        ),
+    );
+    Ok(())
+}
+
+/// Registrations plus deregistrations per second at a hub with 4 peers.
+async fn churn(r: &mut Report, secs: u64) -> Result<()> {
+    let cats = start_network(5, &[(1, 0), (2, 0), (3, 0), (4, 0)], 1000, 5000)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = cats[0].pid();
+    let (rss0, cpu0) = proc_stats(pid);
+    let mut conn = Connection::connect(&cats[0].opts()).await?;
+    let t0 = Instant::now();
+    let mut ops = 0u64;
+    let mut i = 0u64;
+    while t0.elapsed() < Duration::from_secs(secs) {
+        for _ in 0..250 {
+            let uri = format!("tcp://churn-{}:1/c", i % 1000);
+            reg(&mut conn, &uri).await?;
+            unreg(&mut conn, &uri).await?;
+            i += 1;
+            ops += 2;
+        }
+        conn.request(&Message::Heartbeat).await.ok();
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let (rss1, cpu1) = proc_stats(pid);
+    let rate = ops as f64 / elapsed;
+    println!("churn: {rate:.0} ops/s");
+    r.section(
+        "Churn",
+        format!(
+            "One client pipelining REG_SERV + UNREG_SERV at a catalogue linked to 4 others (each change flooded to them), for {secs} s.\n\n| operations/s | hub CPU (% of one core) | hub RSS before → after |\n| --- | --- | --- |\n| {rate:.0} | {:.0} | {} → {} MiB |\n",
+            (cpu1 - cpu0) as f64 / (elapsed * 10.0),
+            rss0 / 1024,
+            rss1 / 1024
+        ),
+    );
+    Ok(())
+}
+
+/// Lookups per second over the line protocol, and HTTP GET /srv/NAME with wrk.
+async fn lookups(r: &mut Report, secs: u64) -> Result<()> {
+    let cats = start_network(1, &[], 1000, 5000)?;
+    let mut owner = Connection::connect(&cats[0].opts()).await?;
+    for i in 0..1000 {
+        reg(
+            &mut owner,
+            &format!("tcp://10.0.{}.{}:80/svc{}", i / 250, i % 250, i % 50),
+        )
+        .await?;
+    }
+    owner.request(&Message::Heartbeat).await?;
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let opts = cats[0].opts();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Connection::connect(&opts).await.expect("connect");
+            let mut done = 0u64;
+            while Instant::now() < deadline {
+                let regex = format!("/svc{}$", (done + w) % 50);
+                for _ in 0..32 {
+                    c.send(&Message::SubServ { regex: regex.clone() })
+                        .await
+                        .expect("send");
+                    c.send(&Message::UnsubServ { regex: regex.clone() })
+                        .await
+                        .expect("send");
+                }
+                let mut ends = 0;
+                while ends < 64 {
+                    match c.recv().await.expect("recv") {
+                        Some(Message::SubServ { .. } | Message::UnsubServ { .. }) => ends += 1,
+                        Some(_) => {}
+                        None => return done,
+                    }
+                }
+                done += 32;
+            }
+            done
+        }));
+    }
+    let t0 = Instant::now();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await?;
+    }
+    let rate = total as f64 / t0.elapsed().as_secs_f64();
+    let wrk = Command::new("wrk")
+        .args([
+            "-t2",
+            "-c32",
+            &format!("-d{secs}s"),
+            &format!("http://{}/srv/svc7", cats[0].http),
+        ])
+        .output();
+    let wrk_line = match wrk {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find(|l| l.starts_with("Requests/sec"))
+            .map_or("wrk gave no rate".into(), |l| {
+                l.split_whitespace().last().unwrap_or("").to_owned()
+            }),
+        _ => "not measured: wrk is not installed (apt-get install wrk)".into(),
+    };
+    println!("lookups: {rate:.0}/s line protocol; HTTP {wrk_line}");
+    r.section(
+        "Lookups",
+        format!(
+            "1,000 services (20 per name) at one catalogue. A line-protocol lookup is SUB_SERV REGEX, its snapshot (20 records) and end marker, then UNSUB_SERV: what `rarangi lookup` does. 4 connections, 32 lookups in flight each, {secs} s. HTTP: `wrk -t2 -c32` on GET /srv/svc7.\n\n| line-protocol lookups/s | HTTP GET /srv/NAME requests/s |\n| --- | --- |\n| {rate:.0} | {wrk_line} |\n"
+        ),
+    );
+    Ok(())
+}
+
+/// Memory per replicated service and catch-up time of a new catalogue.
+async fn scale(r: &mut Report, n: usize) -> Result<()> {
+    let cats = start_network(2, &[(1, 0)], 1000, 5000)?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (rss_before, _) = proc_stats(cats[1].pid());
+    let t0 = Instant::now();
+    let mut conns = Vec::new();
+    for c in 0..n.div_ceil(1000) {
+        let mut conn = Connection::connect(&cats[0].opts()).await?;
+        for i in 0..1000.min(n - c * 1000) {
+            let k = c * 1000 + i;
+            reg(
+                &mut conn,
+                &format!(
+                    "tcp://10.{}.{}.{}:8080/service-{}",
+                    k >> 16,
+                    (k >> 8) & 255,
+                    k & 255,
+                    k % 97
+                ),
+            )
+            .await?;
+        }
+        conn.request(&Message::Heartbeat).await?;
+        conns.push(conn);
+    }
+    let reg_s = t0.elapsed().as_secs_f64();
+    // Wait until the replica holds them all.
+    let count = |cat: &Cat| {
+        let opts = cat.opts();
+        async move {
+            let mut c = Connection::connect(&opts).await.ok()?;
+            c.send(&Message::SubServ {
+                regex: "^tcp://10\\.".into(),
+            })
+            .await
+            .ok()?;
+            let mut k = 0usize;
+            loop {
+                match c.recv().await.ok()? {
+                    Some(Message::AddServ { .. }) => k += 1,
+                    Some(Message::SubServ { .. }) | None => return Some(k),
+                    Some(_) => {}
+                }
+            }
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while count(&cats[1]).await != Some(n) {
+        if Instant::now() > deadline {
+            bail!("replica never reached {n} services");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (rss_after, _) = proc_stats(cats[1].pid());
+    let per = (rss_after.saturating_sub(rss_before) * 1024) as f64 / n as f64;
+    // A new catalogue catches up.
+    let addr = rarangi_bench::harness::fresh_addr();
+    let t1 = Instant::now();
+    let newcomer = Cat::start(&addr, &[cats[1].addr.clone()], 1000, 5000)?;
+    while count(&newcomer).await != Some(n) {
+        if Instant::now() > deadline {
+            bail!("newcomer never caught up");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let catch_up = t1.elapsed().as_secs_f64();
+    println!("scale {n}: {per:.0} B/service, catch-up {catch_up:.2} s");
+    r.section(
+        "Scale",
+        format!(
+            "| services | registration at one catalogue (s) | replica memory per service (bytes, RSS delta) | new catalogue caught up (s, from process start, polled every 50 ms) |\n| --- | --- | --- | --- |\n| {n} | {reg_s:.2} | {per:.0} | {catch_up:.2} |\n"
+        ),
+    );
+    Ok(())
+}
+
+fn sim(r: &mut Report, quick: bool) {
+    let mut body = String::from("In-memory network (crates/sim), every line through the real encoder and parser.\n\n### Lines per change against the flooding bound 2E−N+1\n\n| catalogues | layout | links E | bound | lines for one ADD_SERV |\n| --- | --- | --- | --- | --- |\n");
+    for n in [5, 20, 50] {
+        for (t, _) in layouts() {
+            let row = simbench::flooding(n, t);
+            let _ = writeln!(
+                body,
+                "| {} | {} | {} | {} | {} |",
+                row.n, row.layout, row.edges, row.bound, row.lines
+            );
+        }
+    }
+    body.push_str("\n### Re-link after a 1-second partition\n\n| services | changes during the partition | re-link lines | re-link bytes | bytes of a full copy |\n| --- | --- | --- | --- | --- |\n");
+    let services = if quick { 2_000 } else { 20_000 };
+    let row = simbench::relink(services, 100);
+    let _ = writeln!(
+        body,
+        "| {} | {} | {} | {} | {} |",
+        row.services, row.changes, row.relink_lines, row.relink_bytes, row.full_bytes
+    );
+    body.push_str("\n### Large networks (random, average degree about 3, 0-1 ms per hop)\n\n| catalogues | links | lines to form the network | simulated ms to form | lines for one registration | simulated ms for it to reach everyone |\n| --- | --- | --- | --- | --- | --- |\n");
+    let sizes: &[usize] = if quick { &[200] } else { &[1_000] };
+    for &n in sizes {
+        let t = Instant::now();
+        let row = simbench::large(n);
+        let _ = writeln!(
+            body,
+            "| {} | {} | {} | {} | {} | {} |",
+            row.n, row.edges, row.form_lines, row.form_ms, row.change_lines, row.change_ms
+        );
+        println!("sim {n} catalogues: {:.1} s wall", t.elapsed().as_secs_f64());
+    }
+    body.push_str("\nForming a network floods every new link to every catalogue, so formation costs grow with E² and 10,000 catalogues did not fit in this run's time budget; one change afterwards costs at most 2E−N+1 lines as above.\n");
+    r.section("Simulation", body);
+}
+
+fn write_docs(r: &Report, mode: &str) -> Result<()> {
+    let sh = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let mut doc = format!(
+        "# Benchmarks\n\nWritten by `rarangi-bench {mode}` on {date}.\n\n- machine: {cores} cores ({cpu}), {mem}, {kernel}\n- {rustc}; rarangi {ver}\n- all traffic on loopback; one process per catalogue; times measured in the bench process\n\nReproduce:\n\n```sh\ncargo build --release -p rarangi -p rarangi-bench\ntarget/release/rarangi-bench all    # or `quick` for small sizes\n```\n\nThese are single-machine numbers on 2 shared cores: many catalogues share two cores here, so they measure the software's overheads more than a network.\n",
+        date = sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        cores = sh("nproc", &[]),
+        mem = sh("sh", &["-c", "free -h | awk '/Mem:/{print $2\" RAM\"}'"]),
+        kernel = sh("uname", &["-sr"]),
+        rustc = sh("rustc", &["--version"]),
+        ver = env!("CARGO_PKG_VERSION"),
+    );
+    for (title, body) in &r.sections {
+        let _ = write!(doc, "\n## {title}\n\n{body}");
+    }
+    doc.push_str("\n![propagation](bench-propagation.png)\n");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs");
+    std::fs::write(format!("{root}/BENCHMARKS.md"), doc)?;
+    plot(&r.plot, &format!("{root}/bench-propagation.png"))?;
+    println!("\nwrote docs/BENCHMARKS.md and docs/bench-propagation.png");
+    Ok(())
+}
+
+fn plot(points: &[(String, usize, f64, f64)], path: &str) -> Result<()> {
+    use plotters::prelude::*;
+    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf");
+    let Ok(font) = font else {
+        println!("no DejaVu font (apt-get install fonts-dejavu-core); skipping the plot");
+        return Ok(());
+    };
+    let font: &'static [u8] = Box::leak(font.into_boxed_slice());
+    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, font);
+    let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let max_n = points.iter().map(|p| p.1).max().unwrap_or(5) as f64;
+    let max_y = points.iter().map(|p| p.3).fold(1.0, f64::max) * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Propagation to every catalogue (loopback)", ("sans-serif", 24))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..max_n + 2.0, 0f64..max_y)?;
+    chart
+        .configure_mesh()
+        .x_desc("catalogues")
+        .y_desc("ms (solid: median, dashed: p99)")
+        .label_style(("sans-serif", 15))
+        .draw()?;
+    let colors = [RED, BLUE, GREEN, MAGENTA];
+    let mut names: Vec<&String> = points.iter().map(|p| &p.0).collect();
+    names.dedup();
+    names.sort();
+    names.dedup();
+    for (i, name) in names.iter().enumerate() {
+        let c = colors[i % colors.len()];
+        let pts: Vec<&(String, usize, f64, f64)> = points.iter().filter(|p| &p.0 == *name).collect();
+        chart
+            .draw_series(LineSeries::new(
+                pts.iter().map(|p| (p.1 as f64, p.2)),
+                c.stroke_width(2),
+            ))?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c));
+        chart.draw_series(DashedLineSeries::new(
+            pts.iter().map(|p| (p.1 as f64, p.3)),
+            6,
+            4,
+            c.into(),
+        ))?;
+        chart.draw_series(pts.iter().map(|p| Circle::new((p.1 as f64, p.2), 4, c.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}

@@ -126,6 +126,9 @@ pub struct Catalogue {
     by_owner: BTreeMap<CatalogueUri, BTreeSet<String>>,
     topo_dirty: bool,
     dirty_services: BTreeSet<String>,
+    /// Recently compiled subscription regexes: `rarangi lookup` subscribes
+    /// with the same few expressions over and over.
+    regex_cache: std::collections::HashMap<String, Regex>,
     out: Vec<Output>,
 }
 
@@ -165,6 +168,7 @@ impl Catalogue {
             by_owner: BTreeMap::new(),
             topo_dirty: true,
             dirty_services: BTreeSet::new(),
+            regex_cache: std::collections::HashMap::new(),
             out: Vec::new(),
             cfg,
         };
@@ -1079,23 +1083,28 @@ impl Catalogue {
             return self.refuse(client, ErrorCode::Limit, d);
         }
         let max_subs = limits.subscriptions_per_client;
-        let regex = match regex::RegexBuilder::new(&source)
-            .size_limit(limits.regex_compiled_size)
-            .build()
-        {
-            Ok(r) => r,
-            Err(regex::Error::CompiledTooBig(limit)) => {
-                let text =
-                    format!("{source:?} compiles to more than the limit of {limit} bytes; simplify it");
-                return self.refuse(client, ErrorCode::Limit, text);
-            }
-            Err(e) => {
-                let text = format!(
-                    "{source:?} is not a valid regular expression: {}",
-                    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
-                );
-                return self.refuse(client, ErrorCode::BadRegex, text);
-            }
+        let regex = match self.regex_cache.get(&source) {
+            Some(r) => r.clone(),
+            None => match regex::RegexBuilder::new(&source).size_limit(limits.regex_compiled_size).build() {
+                Ok(r) => {
+                    if self.regex_cache.len() >= 256 {
+                        self.regex_cache.clear();
+                    }
+                    self.regex_cache.insert(source.clone(), r.clone());
+                    r
+                }
+                Err(regex::Error::CompiledTooBig(limit)) => {
+                    let text = format!("{source:?} compiles to more than the limit of {limit} bytes; simplify it");
+                    return self.refuse(client, ErrorCode::Limit, text);
+                }
+                Err(e) => {
+                    let text = format!(
+                        "{source:?} is not a valid regular expression: {}",
+                        e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+                    );
+                    return self.refuse(client, ErrorCode::BadRegex, text);
+                }
+            },
         };
         let c = self.clients.get_mut(&client).expect("caller checked");
         if !c.subs.iter().any(|(s, _)| *s == source) {

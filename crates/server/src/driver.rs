@@ -68,7 +68,9 @@ pub(crate) enum Request {
         key: String,
         reply: oneshot::Sender<Result<bool, String>>,
     },
+    /// Visible service records, all or those of one service name.
     Services {
+        name: Option<String>,
         reply: oneshot::Sender<Vec<ServiceView>>,
     },
     Topology {
@@ -284,8 +286,12 @@ impl Driver {
                 };
                 let _ = reply.send(result);
             }
-            Request::Services { reply } => {
-                let _ = reply.send(self.core.services().cloned().collect());
+            Request::Services { name, reply } => {
+                let all = self.core.services();
+                let _ = reply.send(match name {
+                    Some(n) => all.filter(|v| v.service.name() == n).cloned().collect(),
+                    None => all.cloned().collect(),
+                });
             }
             Request::Topology { reply } => {
                 let _ = reply.send(self.core.topology());

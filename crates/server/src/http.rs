@@ -386,7 +386,7 @@ async fn current_version(api: &Api, kind: &str, name: &str) -> Result<String, Ap
             .await?
             .map_or_else(|| "absent".into(), |r| r.ts.to_string()));
     }
-    let services = ask(api, |reply| Request::Services { reply }).await?;
+    let services = services(api, Some(name)).await?;
     Ok(crate::hooks::services_version(services.iter(), name))
 }
 
@@ -508,13 +508,14 @@ fn instance_json(v: &ServiceView) -> Value {
     o
 }
 
-async fn services(api: &Api) -> Result<Vec<ServiceView>, ApiError> {
-    ask(api, |reply| Request::Services { reply }).await
+async fn services(api: &Api, name: Option<&str>) -> Result<Vec<ServiceView>, ApiError> {
+    let name = name.map(str::to_owned);
+    ask(api, |reply| Request::Services { name, reply }).await
 }
 
 async fn list_srv(State(api): State<Api>, Query(q): Query<WaitQuery>) -> ApiResult {
     let index = block(&api, "/srv/", &q).await?;
-    let mut names: Vec<String> = services(&api)
+    let mut names: Vec<String> = services(&api, None)
         .await?
         .iter()
         .map(|v| v.service.name().to_owned())
@@ -529,7 +530,7 @@ async fn get_srv(State(api): State<Api>, Path(name): Path<String>, Query(q): Que
     let name = segment(&name)?;
     let index = block(&api, &format!("/srv/{name}/"), &q).await?;
     let mut out: BTreeMap<String, Value> = BTreeMap::new();
-    for v in services(&api).await?.iter().filter(|v| v.service.name() == name) {
+    for v in services(&api, Some(name)).await?.iter() {
         out.insert(v.service.instance().to_owned(), instance_json(v));
     }
     if out.is_empty() {
@@ -540,7 +541,7 @@ async fn get_srv(State(api): State<Api>, Path(name): Path<String>, Query(q): Que
 
 async fn head_srv(State(api): State<Api>, Path(name): Path<String>) -> ApiResult {
     let name = segment(&name)?;
-    let found = services(&api).await?.iter().any(|v| v.service.name() == name);
+    let found = !services(&api, Some(name)).await?.is_empty();
     let mut h = HeaderMap::new();
     h.insert(header::LINK, subscriptions_link(&format!("/srv/{name}")));
     Ok((
@@ -561,7 +562,7 @@ async fn get_instance(
 ) -> ApiResult {
     let (name, host) = (segment(&name)?, segment_host(&host)?);
     let index = block(&api, &format!("/srv/{name}/{host}"), &q).await?;
-    let all = services(&api).await?;
+    let all = services(&api, Some(name)).await?;
     let v = all
         .iter()
         .find(|v| v.service.name() == name && v.service.instance() == host)
@@ -610,7 +611,7 @@ async fn put_instance(
     if let Some(m) = master {
         attrs.0.insert("master".into(), m.to_string());
     }
-    let existed = services(&api).await?.iter().any(|s| s.service == service);
+    let existed = services(&api, Some(name)).await?.iter().any(|s| s.service == service);
     ask(&api, |reply| Request::Register {
         service: service.clone(),
         attrs,
@@ -646,7 +647,7 @@ async fn delete_instance(State(api): State<Api>, Path((name, host)): Path<(Strin
     {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    match services(&api).await?.iter().find(|v| v.service == service) {
+    match services(&api, Some(name)).await?.iter().find(|v| v.service == service) {
         Some(v) => Err(ApiError(
             StatusCode::CONFLICT,
             format!(

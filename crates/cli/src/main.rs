@@ -7,9 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
-use rarangi_client::{
-    order_by_locality, register, subscribe, Connection, Endpoint, Event, Instance, Options,
-};
+use rarangi_client::{register, subscribe, Connection, Endpoint, Event, Instance, Options};
 use rarangi_proto::{Attrs, CatalogueUri, Message};
 use serde_json::json;
 
@@ -172,37 +170,6 @@ async fn register_cmd(service: &str, attrs: &[String], target: &Target) -> Resul
     Ok(ExitCode::SUCCESS)
 }
 
-/// Connects and collects a SUB_SERV snapshot.
-async fn snapshot(regex: &str, target: &Target) -> Result<(Connection, Vec<Instance>)> {
-    let mut conn = Connection::connect(&target.options()).await?;
-    conn.send(&Message::SubServ {
-        regex: regex.to_owned(),
-    })
-    .await?;
-    let mut found = Vec::new();
-    loop {
-        match conn.recv().await? {
-            Some(Message::SubServ { regex: r }) if r == regex => break,
-            Some(Message::Error { code, text }) => bail!("{code}: {text}"),
-            Some(Message::AddServ {
-                service,
-                catalogue,
-                cluster,
-                attrs,
-                ..
-            }) => found.push(Instance {
-                service,
-                catalogue,
-                cluster,
-                attrs,
-            }),
-            Some(_) => {}
-            None => bail!("the catalogue closed the connection"),
-        }
-    }
-    Ok((conn, found))
-}
-
 fn instance_json(i: &Instance) -> serde_json::Value {
     json!({
         "service": i.service.as_str(),
@@ -215,8 +182,7 @@ fn instance_json(i: &Instance) -> serde_json::Value {
 }
 
 async fn lookup(regex: &str, as_json: bool, target: &Target) -> Result<ExitCode> {
-    let (conn, found) = snapshot(regex, target).await?;
-    let ordered = order_by_locality(found, Some(&conn.catalogue), &conn.cluster);
+    let (_, ordered) = rarangi_client::lookup(&target.options(), regex).await?;
     if as_json {
         let list: Vec<_> = ordered.iter().map(instance_json).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);

@@ -23,6 +23,6 @@ mod subscription;
 pub use connection::{Connection, Endpoint, Error, Options};
 pub use registration::{register, Registration};
 pub use resolver::{order_by_locality, Resolver};
-pub use subscription::{subscribe, Event, Instance, Subscription};
+pub use subscription::{lookup, subscribe, Event, Instance, Subscription};
 
 pub use rarangi_proto::{Attrs, CatalogueUri, ServiceUri};

@@ -172,6 +172,36 @@ async fn run(
     }
 }
 
+/// Sends SUB_SERV and reads its snapshot up to the end marker.
+async fn read_snapshot(conn: &mut Connection, regex: &str) -> Result<BTreeMap<Key, Instance>, Error> {
+    conn.send(&Message::SubServ {
+        regex: regex.to_owned(),
+    })
+    .await?;
+    let mut snapshot = BTreeMap::new();
+    loop {
+        match conn.recv().await? {
+            Some(Message::SubServ { regex: r }) if r == regex => return Ok(snapshot),
+            Some(Message::Error { code, text }) => return Err(Error::Refused { code, text }),
+            Some(m) => {
+                if let Some((k, i, true)) = instance(&m) {
+                    snapshot.insert(k, i);
+                }
+            }
+            None => return Err(Error::Protocol("closed during snapshot".into())),
+        }
+    }
+}
+
+/// The instances matching `regex` right now, nearest first and one per
+/// URI (what `rarangi lookup` prints), with the catalogue that answered.
+pub async fn lookup(opts: &Options, regex: &str) -> Result<(CatalogueUri, Vec<Instance>), Error> {
+    let mut conn = Connection::connect(opts).await?;
+    let found = read_snapshot(&mut conn, regex).await?.into_values().collect();
+    let ordered = crate::resolver::order_by_locality(found, Some(&conn.catalogue), &conn.cluster);
+    Ok((conn.catalogue, ordered))
+}
+
 /// Runs one connection: snapshot, diff against the previous view, then
 /// live changes until the connection ends.
 async fn follow(
@@ -182,23 +212,7 @@ async fn follow(
     first: &mut Option<oneshot::Sender<Result<(), Error>>>,
     home: &Mutex<Home>,
 ) -> Result<(), Error> {
-    conn.send(&Message::SubServ {
-        regex: regex.to_owned(),
-    })
-    .await?;
-    let mut snapshot = BTreeMap::new();
-    loop {
-        match conn.recv().await? {
-            Some(Message::SubServ { regex: r }) if r == regex => break,
-            Some(Message::Error { code, text }) => return Err(Error::Refused { code, text }),
-            Some(m) => {
-                if let Some((k, i, true)) = instance(&m) {
-                    snapshot.insert(k, i);
-                }
-            }
-            None => return Err(Error::Protocol("closed during snapshot".into())),
-        }
-    }
+    let snapshot = read_snapshot(&mut conn, regex).await?;
     {
         let mut h = home.lock().expect("not poisoned");
         h.catalogue = Some(conn.catalogue.clone());

@@ -1085,7 +1085,10 @@ impl Catalogue {
         let max_subs = limits.subscriptions_per_client;
         let regex = match self.regex_cache.get(&source) {
             Some(r) => r.clone(),
-            None => match regex::RegexBuilder::new(&source).size_limit(limits.regex_compiled_size).build() {
+            None => match regex::RegexBuilder::new(&source)
+                .size_limit(limits.regex_compiled_size)
+                .build()
+            {
                 Ok(r) => {
                     if self.regex_cache.len() >= 256 {
                         self.regex_cache.clear();
@@ -1094,7 +1097,8 @@ impl Catalogue {
                     r
                 }
                 Err(regex::Error::CompiledTooBig(limit)) => {
-                    let text = format!("{source:?} compiles to more than the limit of {limit} bytes; simplify it");
+                    let text =
+                        format!("{source:?} compiles to more than the limit of {limit} bytes; simplify it");
                     return self.refuse(client, ErrorCode::Limit, text);
                 }
                 Err(e) => {

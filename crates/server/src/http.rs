@@ -611,7 +611,10 @@ async fn put_instance(
     if let Some(m) = master {
         attrs.0.insert("master".into(), m.to_string());
     }
-    let existed = services(&api, Some(name)).await?.iter().any(|s| s.service == service);
+    let existed = services(&api, Some(name))
+        .await?
+        .iter()
+        .any(|s| s.service == service);
     ask(&api, |reply| Request::Register {
         service: service.clone(),
         attrs,
@@ -647,7 +650,11 @@ async fn delete_instance(State(api): State<Api>, Path((name, host)): Path<(Strin
     {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    match services(&api, Some(name)).await?.iter().find(|v| v.service == service) {
+    match services(&api, Some(name))
+        .await?
+        .iter()
+        .find(|v| v.service == service)
+    {
         Some(v) => Err(ApiError(
             StatusCode::CONFLICT,
             format!(

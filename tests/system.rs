@@ -387,3 +387,65 @@ async fn resolver_orders_by_locality_and_unix_socket_registers() {
     }
     assert!(resolver.resolve("nothing").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_fails_over_and_emits_exactly_the_difference() {
+    let mut side_a = Cat::start("development", "c1", &[]);
+    let side_b = Cat::start("development", "c1", &[&side_a.addr]);
+    let far = Cat::start("development", "c2", &[&side_b.addr]);
+    let both = Options::endpoints(
+        "development",
+        vec![
+            Endpoint::Tcp(side_a.addr.clone()),
+            Endpoint::Tcp(side_b.addr.clone()),
+        ],
+    );
+    let _at_a = register(&side_a.opts(), "tcp://10.0.0.1:80/orders", Attrs::default())
+        .await
+        .unwrap();
+    let _at_far = register(&far.opts(), "tcp://10.0.0.2:80/orders", Attrs::default())
+        .await
+        .unwrap();
+    eventually_lookup(
+        &side_b,
+        "orders",
+        &["tcp://10.0.0.1:80/orders", "tcp://10.0.0.2:80/orders"],
+    )
+    .await;
+
+    let mut sub = rarangi_client::subscribe(&both, "orders").await.unwrap();
+    let mut view: BTreeSet<String> = BTreeSet::new();
+    let mut synced = 0;
+    let apply = |ev: rarangi_client::Event, view: &mut BTreeSet<String>, synced: &mut usize| match ev {
+        rarangi_client::Event::Added(i) => {
+            view.insert(format!("{}@{}", i.service, i.catalogue.addr()));
+        }
+        rarangi_client::Event::Removed(i) => {
+            assert!(
+                view.remove(&format!("{}@{}", i.service, i.catalogue.addr())),
+                "removed {i:?} it never had"
+            );
+        }
+        rarangi_client::Event::Synced => *synced += 1,
+    };
+    while synced == 0 {
+        let ev = sub.next_event().await.unwrap();
+        apply(ev, &mut view, &mut synced);
+    }
+    assert_eq!(view.len(), 2, "{view:?}");
+
+    // Side A dies with its service; the subscription moves to side B and
+    // must report only that one removal.
+    side_a.kill();
+    let deadline = Instant::now() + DEADLINE;
+    while synced < 2 || view.len() != 1 {
+        assert!(Instant::now() < deadline, "view after failover: {view:?}");
+        if let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(200), sub.next_event()).await {
+            apply(ev, &mut view, &mut synced);
+        }
+    }
+    assert_eq!(
+        view,
+        BTreeSet::from([format!("tcp://10.0.0.2:80/orders@{}", far.addr)])
+    );
+}

@@ -136,47 +136,13 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     let driver = Driver::new(core, store, shared.clone());
     let driver_task = tokio::spawn(driver.run(events_rx, shutdown.clone()));
 
-    let tcp_task = {
-        let shared = shared.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    r = listener.accept() => match r {
-                        Ok((s, addr)) => {
-                            let _ = s.set_nodelay(true);
-                            tokio::spawn(conn::accepted(s, Origin::Tcp(addr), shared.clone()));
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    },
-                }
-            }
-        })
-    };
-    let unix_task = unix.map(|listener| {
-        let shared = shared.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    r = listener.accept() => match r {
-                        Ok((s, _)) => {
-                            tokio::spawn(conn::accepted(s, Origin::Unix, shared.clone()));
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed on Unix socket");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    },
-                }
-            }
-        })
-    });
+    let tcp_task = tokio::spawn(accept_loop(
+        Listener::Tcp(listener),
+        shared.clone(),
+        shutdown.clone(),
+    ));
+    let unix_task =
+        unix.map(|l| tokio::spawn(accept_loop(Listener::Unix(l), shared.clone(), shutdown.clone())));
     let http_task = http_listener.map(|l| {
         tracing::info!(http = %settings.http.expect("set"), "HTTP API listening");
         tokio::spawn(http::serve(l, shared.clone(), shutdown.clone()))
@@ -199,6 +165,44 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     let _ = tokio::time::timeout(Duration::from_secs(2), done_rx.recv()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A listening socket of the line protocol.
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    /// Accepts one connection and starts serving it.
+    async fn accept_one(&self, shared: &Arc<Shared>) -> std::io::Result<()> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, addr) = l.accept().await?;
+                let _ = s.set_nodelay(true);
+                tokio::spawn(conn::accepted(s, Origin::Tcp(addr), shared.clone()));
+            }
+            Listener::Unix(l) => {
+                let (s, _) = l.accept().await?;
+                tokio::spawn(conn::accepted(s, Origin::Unix, shared.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn accept_loop(listener: Listener, shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept_one(&shared) => r,
+        };
+        if let Err(e) = accepted {
+            // Out of file descriptors, say: wait instead of spinning.
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 fn bind_unix(path: &Path) -> Option<UnixListener> {

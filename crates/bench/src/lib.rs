@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 #![allow(missing_docs, unreachable_pub)]
 
+pub mod etcd;
 pub mod harness;
 pub mod simbench;
 pub mod stats;

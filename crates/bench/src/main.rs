@@ -6,6 +6,7 @@
 //! cargo build --release -p rarangi -p rarangi-bench
 //! target/release/rarangi-bench all      # everything (several minutes)
 //! target/release/rarangi-bench quick    # small sizes, a smoke run
+//! target/release/rarangi-bench all --compare   # also etcd 3.4 (apt)
 //! ```
 
 use std::fmt::Write as _;
@@ -37,6 +38,7 @@ impl Report {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "quick".into());
+    let compare = std::env::args().any(|a| a == "--compare");
     let quick = match mode.as_str() {
         "all" => false,
         "quick" => true,
@@ -55,6 +57,9 @@ async fn main() -> Result<()> {
     lookups(&mut r, if quick { 2 } else { 5 }).await?;
     scale(&mut r, if quick { 10_000 } else { 100_000 }).await?;
     sim(&mut r, quick);
+    if compare {
+        etcd_side_by_side(&mut r, if quick { 10 } else { 40 }).await?;
+    }
     write_docs(&r, &mode)?;
     Ok(())
 }
@@ -481,6 +486,72 @@ fn sim(r: &mut Report, quick: bool) {
     r.section("Simulation", body);
 }
 
+/// etcd 3.4, same machine: put-to-watch latency and lease expiry after the
+/// client dies, next to Rarangi's registration-to-watch and removal after
+/// process death.
+async fn etcd_side_by_side(r: &mut Report, runs: usize) -> Result<()> {
+    use rarangi_bench::etcd::{b64, wait_event, Etcd};
+    let etcd = Etcd::start()?;
+    let seen = etcd.watch("bench/").await?;
+    let mut puts = Vec::new();
+    for i in 0..runs {
+        let key = format!("bench/k{i}");
+        let t0 = Instant::now();
+        etcd.call(
+            "/v3/kv/put",
+            &format!(r#"{{"key":"{}","value":"{}"}}"#, b64(key.as_bytes()), b64(b"x")),
+        )
+        .await?;
+        let t = wait_event(&seen, &key, false, Duration::from_secs(5)).await;
+        puts.push(t.map_or(Duration::from_secs(5), |t| t - t0));
+    }
+    let mut expiries = Vec::new();
+    for i in 0..3 {
+        let grant = etcd.call("/v3/lease/grant", r#"{"TTL":2}"#).await?;
+        let id = grant
+            .split("\"ID\":\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or("0")
+            .to_owned();
+        let key = format!("bench/lease{i}");
+        etcd.call(
+            "/v3/kv/put",
+            &format!(
+                r#"{{"key":"{}","value":"{}","lease":"{id}"}}"#,
+                b64(key.as_bytes()),
+                b64(b"x")
+            ),
+        )
+        .await?;
+        // The client "dies": it stops sending keep-alives now.
+        let t0 = Instant::now();
+        let t = wait_event(&seen, &key, true, Duration::from_secs(15)).await;
+        expiries.push(t.map_or(Duration::from_secs(15), |t| t - t0));
+    }
+    let (pm, pp) = median_p99(&puts);
+    let (em, ep) = median_p99(&expiries);
+    let version = Command::new("etcd")
+        .arg("--version")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .unwrap_or_default();
+    r.section(
+        "Side by side: etcd",
+        format!(
+            "{version}, one member on loopback, through its HTTP/JSON gateway (a new connection per put). Compare with the Propagation (5 catalogues) and Withdrawal rows above.\n\n| what | runs | median ms | p99 ms |\n| --- | --- | --- | --- |\n| etcd put until the watcher has the event | {} | {} | {} |\n| etcd key with a 2 s lease (the shortest practical TTL) until the watcher sees it deleted after its client stops keeping it alive | {} | {} | {} |\n\nA lease only expires after its TTL: a dead client's key stays visible for seconds. A Rarangi registration goes with its connection, in about a millisecond.\n",
+            puts.len(), ms(pm), ms(pp), expiries.len(), ms(em), ms(ep)
+        ),
+    );
+    Ok(())
+}
+
 fn write_docs(r: &Report, mode: &str) -> Result<()> {
     let sh = |cmd: &str, args: &[&str]| {
         Command::new(cmd)
@@ -499,7 +570,7 @@ fn write_docs(r: &Report, mode: &str) -> Result<()> {
         })
         .unwrap_or_default();
     let mut doc = format!(
-        "# Benchmarks\n\nWritten by `rarangi-bench {mode}` on {date}.\n\n- machine: {cores} cores ({cpu}), {mem}, {kernel}\n- {rustc}; rarangi {ver}\n- all traffic on loopback; one process per catalogue; times measured in the bench process\n\nReproduce:\n\n```sh\ncargo build --release -p rarangi -p rarangi-bench\ntarget/release/rarangi-bench all    # or `quick` for small sizes\n```\n\nThese are single-machine numbers on 2 shared cores: many catalogues share two cores here, so they measure the software's overheads more than a network.\n",
+        "# Benchmarks\n\nWritten by `rarangi-bench {mode}` on {date}.\n\n- machine: {cores} cores ({cpu}), {mem}, {kernel}\n- {rustc}; rarangi {ver}\n- all traffic on loopback; one process per catalogue; times measured in the bench process\n\nReproduce:\n\n```sh\ncargo build --release -p rarangi -p rarangi-bench\ntarget/release/rarangi-bench all --compare   # or `quick`; --compare adds etcd (apt)\n```\n\nThese are single-machine numbers on 2 shared cores: many catalogues share two cores here, so they measure the software's overheads more than a network.\n",
         date = sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         cores = sh("nproc", &[]),
         mem = sh("sh", &["-c", "free -h | awk '/Mem:/{print $2\" RAM\"}'"]),
@@ -511,7 +582,7 @@ fn write_docs(r: &Report, mode: &str) -> Result<()> {
     for (aim, got, met) in &r.targets {
         let _ = writeln!(doc, "| {aim} | {got} | {} |", if *met { "yes" } else { "**no**" });
     }
-    doc.push_str("\nSide-by-side runs against Serf and etcd are not implemented yet (see the open issue).\n");
+    doc.push_str("\nSide by side: etcd 3.4 with `--compare` (installed with apt if missing); Serf is not implemented yet.\n");
     for (title, body) in &r.sections {
         let _ = write!(doc, "\n## {title}\n\n{body}");
     }

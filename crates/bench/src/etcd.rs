@@ -42,6 +42,9 @@ pub fn ensure(binary: &str, package: &str) -> Result<()> {
     Ok(())
 }
 
+/// Watch events seen: (key in base64, is a delete, when).
+pub type Events = Arc<Mutex<Vec<(String, bool, Instant)>>>;
+
 pub struct Etcd {
     child: Child,
     pub client: String,
@@ -111,7 +114,7 @@ impl Etcd {
     }
 
     /// Watches a key prefix; records (key base64, is_delete, time).
-    pub async fn watch(&self, prefix: &str) -> Result<Arc<Mutex<Vec<(String, bool, Instant)>>>> {
+    pub async fn watch(&self, prefix: &str) -> Result<Events> {
         let mut s = TcpStream::connect(&self.client).await?;
         let mut end = prefix.as_bytes().to_vec();
         *end.last_mut().expect("non-empty") += 1;
@@ -126,7 +129,7 @@ impl Etcd {
             body.len()
         );
         s.write_all(req.as_bytes()).await?;
-        let seen: Arc<Mutex<Vec<(String, bool, Instant)>>> = Arc::default();
+        let seen: Events = Arc::default();
         let sink = seen.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 64 * 1024];
@@ -153,12 +156,7 @@ impl Etcd {
     }
 }
 
-pub async fn wait_event(
-    seen: &Arc<Mutex<Vec<(String, bool, Instant)>>>,
-    key: &str,
-    delete: bool,
-    timeout: Duration,
-) -> Option<Instant> {
+pub async fn wait_event(seen: &Events, key: &str, delete: bool, timeout: Duration) -> Option<Instant> {
     let k = b64(key.as_bytes());
     let deadline = Instant::now() + timeout;
     loop {

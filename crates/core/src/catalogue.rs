@@ -118,7 +118,11 @@ pub struct Catalogue {
     /// Incarnation and cluster of every catalogue with a record.
     catalogues: BTreeMap<CatalogueUri, (Ts, String)>,
     links: BTreeSet<(CatalogueUri, CatalogueUri)>,
+    /// The same links as an adjacency map, for reachability searches.
+    adj: BTreeMap<CatalogueUri, BTreeSet<CatalogueUri>>,
     reachable: BTreeSet<CatalogueUri>,
+    /// Catalogues made reachable incrementally since the last refresh.
+    regained: Vec<CatalogueUri>,
     leader: CatalogueUri,
     visible: BTreeMap<String, ServiceView>,
     /// Service item keys by owning catalogue, to recheck only the services
@@ -162,7 +166,9 @@ impl Catalogue {
             own: BTreeMap::new(),
             catalogues: BTreeMap::new(),
             links: BTreeSet::new(),
+            adj: BTreeMap::new(),
             reachable: BTreeSet::from([me.clone()]),
+            regained: Vec::new(),
             leader: me.clone(),
             visible: BTreeMap::new(),
             by_owner: BTreeMap::new(),
@@ -599,8 +605,28 @@ impl Catalogue {
         if !changed {
             return;
         }
+        if up {
+            self.adj.entry(a.clone()).or_default().insert(b.clone());
+            self.adj.entry(b.clone()).or_default().insert(a.clone());
+        } else {
+            for (x, y) in [(a, b), (b, a)] {
+                if let Some(n) = self.adj.get_mut(x) {
+                    n.remove(y);
+                    if n.is_empty() {
+                        self.adj.remove(x);
+                    }
+                }
+            }
+        }
         let (ra, rb) = (self.reachable.contains(a), self.reachable.contains(b));
-        if (up && ra != rb) || (!up && ra && rb) {
+        if up && ra != rb {
+            // A link into an unreachable part: everything behind it joins.
+            let start = if ra { b } else { a };
+            let found = topology::reachable_from(start, &self.adj, &self.reachable);
+            self.reachable.extend(found.iter().cloned());
+            self.regained.extend(found);
+        } else if !up && ra && rb {
+            // Possibly cut off something: a full search at refresh.
             self.topo_dirty = true;
         }
         let (a, b) = (a.clone(), b.clone());
@@ -1175,8 +1201,7 @@ impl Catalogue {
     /// Recomputes topology and visibility after an input and tells
     /// subscribers what changed.
     fn refresh(&mut self) {
-        if self.topo_dirty {
-            self.topo_dirty = false;
+        if self.topo_dirty || !self.regained.is_empty() {
             for owner in self.refresh_topology() {
                 if let Some(keys) = self.by_owner.get(&owner) {
                     self.dirty_services.extend(keys.iter().cloned());
@@ -1192,19 +1217,31 @@ impl Catalogue {
     /// that became reachable or unreachable.
     fn refresh_topology(&mut self) -> Vec<CatalogueUri> {
         let me = self.cfg.uri.clone();
-        let reachable = topology::reachable(&me, &self.links);
-        let lost: Vec<CatalogueUri> = self.reachable.difference(&reachable).cloned().collect();
-        let regained: Vec<CatalogueUri> = reachable.difference(&self.reachable).cloned().collect();
+        let mut regained = std::mem::take(&mut self.regained);
+        let mut lost = Vec::new();
+        if std::mem::take(&mut self.topo_dirty) {
+            let reachable = topology::reachable_from(&me, &self.adj, &BTreeSet::new());
+            // Added incrementally and gone again in the same input: never
+            // reported, so not lost either.
+            lost = self
+                .reachable
+                .difference(&reachable)
+                .filter(|c| !regained.contains(c))
+                .cloned()
+                .collect();
+            regained.retain(|c| reachable.contains(c));
+            regained.extend(reachable.difference(&self.reachable).cloned());
+            self.reachable = reachable;
+        }
         let changed: Vec<CatalogueUri> = lost.iter().chain(&regained).cloned().collect();
         if !changed.is_empty() {
             self.notice(Notice::Reachability { lost, regained });
         }
-        let leader = reachable.first().cloned().unwrap_or(me);
+        let leader = self.reachable.first().cloned().unwrap_or(me);
         if leader != self.leader {
             self.leader = leader.clone();
             self.notice(Notice::Leader(leader));
         }
-        self.reachable = reachable;
         changed
     }
 

@@ -145,17 +145,23 @@ where
         }
         return;
     }
-    let may_register = match origin {
+    let may_register = may_register(origin, &shared.settings.allow_register);
+    run_client(lines, w, parsed, may_register, shared).await;
+}
+
+/// REG_SERV is accepted on the Unix socket, from loopback, and from the
+/// networks of `--allow-register` (DESIGN §3).
+fn may_register(origin: Origin, allow: &[ipnet::IpNet]) -> bool {
+    match origin {
         Origin::Unix => true,
         Origin::Tcp(addr) => {
             let ip = match addr.ip() {
                 std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(std::net::IpAddr::V6(v6), Into::into),
                 v4 => v4,
             };
-            ip.is_loopback() || shared.settings.allow_register.iter().any(|n| n.contains(&ip))
+            ip.is_loopback() || allow.iter().any(|n| n.contains(&ip))
         }
-    };
-    run_client(lines, w, parsed, may_register, shared).await;
+    }
 }
 
 /// The writer half: drains the queue, sends heartbeats on idle links, and
@@ -452,4 +458,23 @@ pub(crate) enum DialOutcome {
         expected: CatalogueUri,
         got: CatalogueUri,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_may_register() {
+        let allow: Vec<ipnet::IpNet> = vec!["10.1.0.0/16".parse().unwrap()];
+        let tcp = |a: &str| Origin::Tcp(a.parse().unwrap());
+        assert!(may_register(Origin::Unix, &[]));
+        assert!(may_register(tcp("127.0.0.1:5"), &[]));
+        assert!(may_register(tcp("[::1]:5"), &[]));
+        assert!(may_register(tcp("[::ffff:127.0.0.1]:5"), &[]));
+        assert!(!may_register(tcp("10.1.2.3:5"), &[]));
+        assert!(may_register(tcp("10.1.2.3:5"), &allow));
+        assert!(!may_register(tcp("10.2.0.1:5"), &allow));
+        assert!(!may_register(tcp("[::ffff:10.2.0.1]:5"), &allow));
+    }
 }

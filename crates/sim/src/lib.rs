@@ -15,6 +15,7 @@
 mod net;
 mod schedule;
 mod topology;
+pub mod transcript;
 
 pub use net::{Net, NetConfig, NodeId, Violation};
 pub use schedule::{run_seed, Outcome, ScheduleConfig};

@@ -271,11 +271,14 @@ impl Item {
         }
     }
 
-    /// Hash of identity and version for range fingerprints.
+    /// Hash of identity and the whole version (timestamp, origin, delete
+    /// flag) for range fingerprints.
     pub(crate) fn fingerprint(&self, sort_key: &str) -> u64 {
         let mut h = Fnv::default();
         h.write(sort_key.as_bytes());
         h.write(&self.ts.0.to_le_bytes());
+        // The whole version: equal timestamps from two origins differ.
+        h.write(self.value.origin().as_str().as_bytes());
         h.write(&[u8::from(self.value.is_tombstone())]);
         mix(h.0)
     }

@@ -342,3 +342,59 @@ fn configuration_is_persisted_and_restored() {
     assert!(durable.keys.is_empty());
     assert!(matches!(&durable.collected[..], [(k, _)] if k == "app/orders"));
 }
+
+/// Two writes of one key with the same timestamp from two origins, each
+/// held on one side: reconciliation on link-up must settle on the same
+/// winner (higher origin URI), not take them for equal.
+#[test]
+fn equal_timestamps_from_two_origins_reconcile() {
+    let (ua, ub) = (uri("a:1"), uri("b:1"));
+    let mut a = catalogue("a:1");
+    let mut b = catalogue("b:1");
+    let ts = Ts::from_parts(T0, 7);
+    // Each learnt one version from a third catalogue, now gone.
+    // Both also hold the same 40 other keys, so reconciliation splits the
+    // key space and compares the range holding app/k on its own.
+    for (c, origin, value) in [(&mut a, "x:1", "1"), (&mut b, "y:1", "2")] {
+        let third = uri(origin);
+        c.link_up(T0, &third);
+        c.peer_message(
+            T0,
+            &third,
+            msg(&format!(
+                "15 x-tvnetcs://{origin}/ eu {}",
+                Ts::from_parts(T0, 0).0
+            )),
+        );
+        for i in 0..40 {
+            c.peer_message(
+                T0,
+                &third,
+                msg(&format!("9 app/common{i:02} x-tvnetcs://z:1/ {} same", ts.0)),
+            );
+        }
+        c.peer_message(
+            T0,
+            &third,
+            msg(&format!("9 app/k x-tvnetcs://{origin}/ {} {value}", ts.0)),
+        );
+        c.link_down(T0, &third);
+        c.drain();
+    }
+    a.link_up(T0, &ub);
+    b.link_up(T0, &ua);
+    let relay = |from: &mut Catalogue, to: &mut Catalogue, from_uri: &CatalogueUri| {
+        for o in from.drain() {
+            if let Output::ToPeer { msg, .. } = o {
+                to.peer_message(T0, from_uri, parse_line(msg.encode().as_bytes()).unwrap());
+            }
+        }
+    };
+    for _ in 0..20 {
+        relay(&mut a, &mut b, &ua);
+        relay(&mut b, &mut a, &ub);
+    }
+    let (ka, kb) = (a.key("app/k").unwrap(), b.key("app/k").unwrap());
+    assert_eq!(ka, kb);
+    assert_eq!(ka.origin, uri("y:1"), "ties go to the higher origin URI");
+}

@@ -520,7 +520,6 @@ async fn list_srv(State(api): State<Api>, Query(q): Query<WaitQuery>) -> ApiResu
         .iter()
         .map(|v| v.service.name().to_owned())
         .collect();
-    names.dedup();
     names.sort();
     names.dedup();
     Ok(with_index(Json(names).into_response(), index))

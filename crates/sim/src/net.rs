@@ -216,6 +216,11 @@ impl Net {
         self.now
     }
 
+    /// Simulated milliseconds since the network was created.
+    pub fn elapsed_ms(&self) -> u64 {
+        self.now - EPOCH_MS
+    }
+
     /// The physical links.
     pub fn edges(&self) -> &BTreeSet<(NodeId, NodeId)> {
         &self.edges

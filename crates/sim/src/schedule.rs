@@ -89,7 +89,7 @@ pub fn run_seed(seed: u64, cfg: &ScheduleConfig) -> Outcome {
     for _ in 0..cfg.steps {
         if trace {
             if let Some(l) = log.last() {
-                eprintln!("{:>8} ## {l}", net.now() - 1_700_000_000_000);
+                eprintln!("{:>8} ## {l}", net.elapsed_ms());
             }
         }
         let action = net.rng().gen_range(0..100);

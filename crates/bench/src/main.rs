@@ -7,6 +7,7 @@
 //! target/release/rarangi-bench all      # everything (several minutes)
 //! target/release/rarangi-bench quick    # small sizes, a smoke run
 //! target/release/rarangi-bench all --compare   # also etcd 3.4 (apt)
+//! target/release/rarangi-bench all --only scale  # one part, printed only
 //! ```
 
 use std::fmt::Write as _;
@@ -26,41 +27,92 @@ struct Report {
     plot: Vec<(String, usize, f64, f64)>,
     /// (aim, what we measured, met?)
     targets: Vec<(String, String, bool)>,
+    scale_rows: Vec<String>,
 }
 
 impl Report {
+    /// Adds a section, or replaces the one with the same title (parts that
+    /// run at several sizes grow their table).
     fn section(&mut self, title: &str, body: String) {
         println!("\n## {title}\n\n{body}");
-        self.sections.push((title.to_owned(), body));
+        match self.sections.iter_mut().find(|(t, _)| t == title) {
+            Some(s) => s.1 = body,
+            None => self.sections.push((title.to_owned(), body)),
+        }
     }
 }
 
+const PARTS: &str = "propagation, withdrawal, churn, lookups, scale, sim, etcd";
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
-    let mode = std::env::args().nth(1).unwrap_or_else(|| "quick".into());
-    let compare = std::env::args().any(|a| a == "--compare");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!(
+            "usage: rarangi-bench all|quick [--compare] [--only PART,...]\n\n\
+             all       full sizes; writes docs/BENCHMARKS.md and docs/bench-propagation.png\n\
+             quick     small sizes (a smoke run); writes the same files\n\
+             --compare also run etcd 3.4 side by side (installed with apt if missing)\n\
+             --only    run just these parts and print them, writing nothing: {PARTS}"
+        );
+        return Ok(());
+    }
+    let mode = args.first().cloned().unwrap_or_else(|| "quick".into());
+    let compare = args.iter().any(|a| a == "--compare");
+    let only: Option<Vec<String>> = args.iter().position(|a| a == "--only").map(|i| {
+        args.get(i + 1)
+            .map(|v| v.split(',').map(str::to_owned).collect())
+            .unwrap_or_default()
+    });
+    if let Some(parts) = &only {
+        if let Some(bad) = parts.iter().find(|p| !PARTS.split(", ").any(|k| k == p.as_str())) {
+            bail!("unknown part {bad:?} for --only: choose from {PARTS}");
+        }
+    }
     let quick = match mode.as_str() {
         "all" => false,
         "quick" => true,
-        other => bail!("unknown mode {other:?}: use `all` or `quick`"),
+        other => bail!("unknown mode {other:?}: use `all` or `quick` (see --help)"),
     };
+    let wants = |part: &str| only.as_ref().is_none_or(|o| o.iter().any(|p| p == part));
     let mut r = Report {
         sections: Vec::new(),
         plot: Vec::new(),
         targets: Vec::new(),
+        scale_rows: Vec::new(),
     };
     let sizes: &[usize] = if quick { &[5] } else { &[5, 20, 50] };
     let runs = if quick { 10 } else { 40 };
-    propagation(&mut r, sizes, runs).await?;
-    withdrawal(&mut r, if quick { 5 } else { 20 }).await?;
-    churn(&mut r, if quick { 2 } else { 5 }).await?;
-    lookups(&mut r, if quick { 2 } else { 5 }).await?;
-    scale(&mut r, if quick { 10_000 } else { 100_000 }).await?;
-    sim(&mut r, quick);
-    if compare {
+    if wants("propagation") {
+        propagation(&mut r, sizes, runs).await?;
+    }
+    if wants("withdrawal") {
+        withdrawal(&mut r, if quick { 5 } else { 20 }).await?;
+    }
+    if wants("churn") {
+        churn(&mut r, if quick { 2 } else { 5 }).await?;
+    }
+    if wants("lookups") {
+        lookups(&mut r, if quick { 2 } else { 5 }).await?;
+    }
+    if wants("scale") {
+        for &n in if quick {
+            &[10_000][..]
+        } else {
+            &[100_000, 1_000_000][..]
+        } {
+            scale(&mut r, n).await?;
+        }
+    }
+    if wants("sim") {
+        sim(&mut r, quick);
+    }
+    if (compare && only.is_none()) || only.as_ref().is_some_and(|o| o.iter().any(|p| p == "etcd")) {
         etcd_side_by_side(&mut r, if quick { 10 } else { 40 }).await?;
     }
-    write_docs(&r, &mode)?;
+    if only.is_none() {
+        write_docs(&r, &mode)?;
+    }
     Ok(())
 }
 
@@ -360,6 +412,15 @@ async fn lookups(r: &mut Report, secs: u64) -> Result<()> {
     Ok(())
 }
 
+/// Core heap bytes per replicated service, from the `memory` example
+/// (built next to this binary by `cargo build --release --examples`).
+fn heap_per_service(n: usize) -> Option<f64> {
+    let exe = std::env::current_exe().ok()?.parent()?.join("examples/memory");
+    let out = Command::new(exe).arg(n.to_string()).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split(':').nth(1)?.split_whitespace().next()?.parse().ok()
+}
+
 /// Memory per replicated service and catch-up time of a new catalogue.
 async fn scale(r: &mut Report, n: usize) -> Result<()> {
     let cats = start_network(2, &[(1, 0)], 1000, 5000)?;
@@ -388,33 +449,61 @@ async fn scale(r: &mut Report, n: usize) -> Result<()> {
     }
     let reg_s = t0.elapsed().as_secs_f64();
     // Wait until the replica holds them all.
+    // Counted in slices of 65,536 services, so no one snapshot is huge.
     let count = |cat: &Cat| {
         let opts = cat.opts();
         async move {
+            let mut k = 0usize;
+            for slice in 0..=((n - 1) >> 16) {
+                let mut c = Connection::connect(&opts).await.ok()?;
+                c.send(&Message::SubServ {
+                    regex: format!("^tcp://10\\.{slice}\\."),
+                })
+                .await
+                .ok()?;
+                loop {
+                    match c.recv().await.ok()? {
+                        Some(Message::AddServ { .. }) => k += 1,
+                        Some(Message::SubServ { .. }) => break,
+                        None => return None,
+                        Some(_) => {}
+                    }
+                }
+            }
+            Some(k)
+        }
+    };
+    // Wait for the last registration: links are FIFO, so the rest came
+    // before it. Polling with a full snapshot would itself grow the RSS.
+    let k = n - 1;
+    let last = format!("^tcp://10\\.{}\\.{}\\.{}:8080/", k >> 16, (k >> 8) & 255, k & 255);
+    let has_last = |cat: &Cat| {
+        let (opts, last) = (cat.opts(), last.clone());
+        async move {
             let mut c = Connection::connect(&opts).await.ok()?;
-            c.send(&Message::SubServ {
-                regex: "^tcp://10\\.".into(),
-            })
-            .await
-            .ok()?;
+            c.send(&Message::SubServ { regex: last }).await.ok()?;
             let mut k = 0usize;
             loop {
                 match c.recv().await.ok()? {
                     Some(Message::AddServ { .. }) => k += 1,
-                    Some(Message::SubServ { .. }) | None => return Some(k),
+                    Some(Message::SubServ { .. }) | None => return Some(k == 1),
                     Some(_) => {}
                 }
             }
         }
     };
     let deadline = Instant::now() + Duration::from_secs(300);
-    while count(&cats[1]).await != Some(n) {
+    while has_last(&cats[1]).await != Some(true) {
         if Instant::now() > deadline {
             bail!("replica never reached {n} services");
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (rss_after, _) = proc_stats(cats[1].pid());
+    if count(&cats[1]).await != Some(n) {
+        bail!("the replica does not hold all {n} services");
+    }
+    let heap = heap_per_service(n);
     let per = (rss_after.saturating_sub(rss_before) * 1024) as f64 / n as f64;
     // A new catalogue catches up.
     let addr = rarangi_bench::harness::fresh_addr();
@@ -427,16 +516,21 @@ async fn scale(r: &mut Report, n: usize) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let catch_up = t1.elapsed().as_secs_f64();
-    println!("scale {n}: {per:.0} B/service, catch-up {catch_up:.2} s");
+    let heap_s = heap.map_or("not run".to_owned(), |h| format!("{h:.0}"));
+    println!("scale {n}: {per:.0} B/service RSS, {heap_s} B/service heap, catch-up {catch_up:.2} s");
     r.targets.push((
         "at most 300 bytes of memory per replicated service".into(),
-        format!("{per:.0} bytes at {n} services"),
+        format!("{per:.0} bytes of RSS, {heap_s} bytes of heap, at {n} services"),
         per <= 300.0,
+    ));
+    r.scale_rows.push(format!(
+        "| {n} | {reg_s:.2} | {per:.0} | {heap_s} | {catch_up:.2} |"
     ));
     r.section(
         "Scale",
         format!(
-            "| services | registration at one catalogue (s) | replica memory per service (bytes, RSS delta) | new catalogue caught up (s, from process start, polled every 50 ms) |\n| --- | --- | --- | --- |\n| {n} | {reg_s:.2} | {per:.0} | {catch_up:.2} |\n"
+            "RSS is the replica process's resident memory after minus before; heap is what the core state machine allocates per service, counted by the dhat allocator (`cargo run --release -p rarangi-bench --example memory -- N`, run by the bench when built). The difference is the allocator's per-block overhead and free memory it keeps.\n\n| services | registration at one catalogue (s) | replica memory per service (bytes, RSS delta) | core heap per service (bytes) | new catalogue caught up (s, from process start, polled every 50 ms) |\n| --- | --- | --- | --- | --- |\n{}\n",
+            r.scale_rows.join("\n")
         ),
     );
     Ok(())

@@ -2,13 +2,14 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-use rarangi_proto::{Attrs, Bound, CatalogueUri, ErrorCode, Hlc, Message, ServiceUri, Ts};
+use rarangi_proto::{encode_field, Attrs, Bound, CatalogueUri, ErrorCode, Hlc, Message, ServiceUri, Ts};
 use regex::Regex;
 
 use crate::config::Config;
 use crate::horizon::Horizon;
-use crate::item::{version, Class, Item, ItemKey, KeyRecord, PeerId, Value};
+use crate::item::{version, Class, Db, Item, ItemKey, KeyRecord, PeerId, Value};
 use crate::output::{ClientId, Durable, Notice, Output, PersistOp};
 use crate::{sync, topology};
 
@@ -72,15 +73,6 @@ impl ServiceView {
             attrs: self.attrs.clone(),
         }
     }
-
-    fn del_message(&self, ts: Ts) -> Message {
-        Message::DelServ {
-            service: self.service.clone(),
-            catalogue: self.catalogue.clone(),
-            cluster: self.cluster.clone(),
-            ts,
-        }
-    }
 }
 
 /// The link topology as this catalogue sees it.
@@ -105,7 +97,7 @@ pub struct Catalogue {
     hlc: Hlc,
     incarnation: Ts,
     now_ms: u64,
-    db: BTreeMap<String, Item>,
+    db: Db,
     tombstones: BTreeSet<(Ts, String)>,
     volatile_horizon: Horizon,
     /// Collected configuration deletes (key → version), kept so an older
@@ -124,11 +116,11 @@ pub struct Catalogue {
     /// Catalogues made reachable incrementally since the last refresh.
     regained: Vec<CatalogueUri>,
     leader: CatalogueUri,
-    visible: BTreeMap<String, ServiceView>,
-    /// Service item keys by owning catalogue, to recheck only the services
-    /// whose owner changed reachability.
-    by_owner: BTreeMap<CatalogueUri, BTreeSet<String>>,
+    /// Cluster names, shared by the service items that carry them.
+    clusters: BTreeSet<Arc<str>>,
     topo_dirty: bool,
+    /// Service items to recheck for visibility (each item's `shown` flag
+    /// says what subscribers were last told).
     dirty_services: BTreeSet<String>,
     /// Recently compiled subscription regexes: `rarangi lookup` subscribes
     /// with the same few expressions over and over.
@@ -170,8 +162,7 @@ impl Catalogue {
             reachable: BTreeSet::from([me.clone()]),
             regained: Vec::new(),
             leader: me.clone(),
-            visible: BTreeMap::new(),
-            by_owner: BTreeMap::new(),
+            clusters: BTreeSet::from([Arc::from(cfg.cluster.as_str())]),
             topo_dirty: true,
             dirty_services: BTreeSet::new(),
             regex_cache: std::collections::HashMap::new(),
@@ -439,25 +430,49 @@ impl Catalogue {
     }
 
     /// Every visible service record (owner reachable, registration live).
-    pub fn services(&self) -> impl Iterator<Item = &ServiceView> {
-        self.visible.values()
+    pub fn services(&self) -> impl Iterator<Item = ServiceView> + '_ {
+        self.services_where(|_| true)
+    }
+
+    /// Visible service records whose URI passes `keep`, tested before
+    /// anything is copied.
+    pub fn services_where<'a>(
+        &'a self,
+        keep: impl Fn(&ServiceUri) -> bool + 'a,
+    ) -> impl Iterator<Item = ServiceView> + 'a {
+        self.db
+            .range::<str, _>((std::ops::Bound::Included("S "), std::ops::Bound::Excluded("T")))
+            .filter(|(_, item)| item.shown)
+            .filter_map(move |(_, item)| match &item.value {
+                Value::Service {
+                    service,
+                    catalogue,
+                    cluster,
+                    attrs: Some(attrs),
+                } if keep(service) => Some(ServiceView {
+                    service: service.clone(),
+                    catalogue: catalogue.clone(),
+                    cluster: cluster.to_string(),
+                    attrs: attrs.clone(),
+                    ts: item.ts,
+                }),
+                _ => None,
+            })
     }
 
     /// Visible records whose URI matches `regex`, one per URI, in locality
     /// order: registered here, then in our cluster, then elsewhere.
     pub fn lookup(&self, regex: &Regex) -> Vec<ServiceView> {
-        let mut best: BTreeMap<&str, &ServiceView> = BTreeMap::new();
-        for v in self
-            .visible
-            .values()
-            .filter(|v| regex.is_match(v.service.as_str()))
-        {
-            let e = best.entry(v.service.as_str()).or_insert(v);
-            if self.locality(v) < self.locality(e) {
-                *e = v;
+        let mut best: BTreeMap<ServiceUri, ServiceView> = BTreeMap::new();
+        for v in self.services_where(|s| regex.is_match(s.as_str())) {
+            match best.get(&v.service) {
+                Some(e) if self.locality(e) <= self.locality(&v) => {}
+                _ => {
+                    best.insert(v.service.clone(), v);
+                }
             }
         }
-        let mut out: Vec<ServiceView> = best.into_values().cloned().collect();
+        let mut out: Vec<ServiceView> = best.into_values().collect();
         out.sort_by(|a, b| {
             (self.locality(a), a.service.as_str()).cmp(&(self.locality(b), b.service.as_str()))
         });
@@ -680,7 +695,7 @@ impl Catalogue {
     }
 
     /// Replaces an item and updates everything derived from it.
-    fn put(&mut self, key: String, item: Item) {
+    fn put(&mut self, key: String, mut item: Item) {
         if item.value.is_tombstone() {
             self.tombstones.insert((item.ts, key.clone()));
         }
@@ -702,11 +717,7 @@ impl Catalogue {
                     self.set_link(a, b, effective, item.ts);
                 }
             }
-            Value::Service { catalogue, .. } => {
-                self.by_owner
-                    .entry(catalogue.clone())
-                    .or_default()
-                    .insert(key.clone());
+            Value::Service { .. } => {
                 self.dirty_services.insert(key.clone());
             }
             Value::Key { key: name, .. } => {
@@ -716,7 +727,31 @@ impl Catalogue {
                 }
             }
         }
-        self.db.insert(key, item);
+        if let Value::Service {
+            catalogue, cluster, ..
+        } = &mut item.value
+        {
+            // Share the owner's URI and cluster text among all its services.
+            if let Some((shared, _)) = self.catalogues.get_key_value(catalogue) {
+                *catalogue = shared.clone();
+            }
+            *cluster = self.intern_cluster(cluster);
+        }
+        item.fresh = true;
+        if let Some(old) = self.db.get(&key) {
+            item.shown = old.shown;
+        }
+        self.db.insert(key, Box::new(item));
+    }
+
+    /// The shared copy of a cluster name.
+    fn intern_cluster(&mut self, name: &str) -> Arc<str> {
+        if let Some(c) = self.clusters.get(name) {
+            return c.clone();
+        }
+        let c: Arc<str> = Arc::from(name);
+        self.clusters.insert(c.clone());
+        c
     }
 
     /// Drops services and links of `owner` older than its new incarnation:
@@ -735,16 +770,11 @@ impl Catalogue {
 
     /// Removes an item without a tombstone (collected or stale).
     fn forget(&mut self, key: &str) -> Option<Item> {
-        let item = self.db.remove(key)?;
+        let item = *self.db.remove(key)?;
         match &item.value {
-            Value::Service { catalogue, .. } => {
-                if let Some(set) = self.by_owner.get_mut(catalogue) {
-                    set.remove(key);
-                    if set.is_empty() {
-                        self.by_owner.remove(catalogue);
-                    }
-                }
-                self.dirty_services.insert(key.to_owned());
+            Value::Service { service, .. } if item.shown => {
+                let del = item.value.del_serv(item.ts);
+                self.notify_subscribers(service, del);
             }
             Value::Link { a, b, .. } if *a != self.cfg.uri && *b != self.cfg.uri => {
                 let (a, b) = (a.clone(), b.clone());
@@ -1037,7 +1067,11 @@ impl Catalogue {
         Value::Service {
             service,
             catalogue: self.cfg.uri.clone(),
-            cluster: self.cfg.cluster.clone(),
+            cluster: self
+                .clusters
+                .get(self.cfg.cluster.as_str())
+                .cloned()
+                .unwrap_or_default(),
             attrs,
         }
     }
@@ -1148,10 +1182,8 @@ impl Catalogue {
             c.subs.push((source.clone(), regex.clone()));
         }
         let snapshot: Vec<Message> = self
-            .visible
-            .values()
-            .filter(|v| regex.is_match(v.service.as_str()))
-            .map(ServiceView::add_message)
+            .services_where(|s| regex.is_match(s.as_str()))
+            .map(|v| v.add_message())
             .collect();
         for m in snapshot {
             self.send_client(client, m);
@@ -1203,9 +1235,10 @@ impl Catalogue {
     fn refresh(&mut self) {
         if self.topo_dirty || !self.regained.is_empty() {
             for owner in self.refresh_topology() {
-                if let Some(keys) = self.by_owner.get(&owner) {
-                    self.dirty_services.extend(keys.iter().cloned());
-                }
+                let lo = format!("S {} ", encode_field(owner.as_str()));
+                let hi = format!("S {}!", encode_field(owner.as_str()));
+                let keys = self.db.range(lo..hi).map(|(k, _)| k.clone());
+                self.dirty_services.extend(keys);
             }
         }
         for key in std::mem::take(&mut self.dirty_services) {
@@ -1245,35 +1278,33 @@ impl Catalogue {
         changed
     }
 
+    /// Tells subscribers when a service item became visible, changed
+    /// while visible, or stopped being visible.
     fn recheck_service(&mut self, key: String) {
-        let now_visible = self.db.get(&key).and_then(|item| match &item.value {
+        let Some(item) = self.db.get(&key) else {
+            return; // forgotten: `forget` told subscribers
+        };
+        let visible = match &item.value {
             Value::Service {
-                service,
                 catalogue,
-                cluster,
-                attrs: Some(attrs),
-            } if self.reachable.contains(catalogue) && item.ts >= self.incarnation_of(catalogue) => {
-                Some(ServiceView {
-                    service: service.clone(),
-                    catalogue: catalogue.clone(),
-                    cluster: cluster.clone(),
-                    attrs: attrs.clone(),
-                    ts: item.ts,
-                })
-            }
-            _ => None,
-        });
-        match (self.visible.get(&key), now_visible) {
-            (None, None) => {}
-            (Some(old), Some(new)) if *old == new => {}
-            (_, Some(new)) => {
-                self.notify_subscribers(&new.service, new.add_message());
-                self.visible.insert(key, new);
-            }
-            (Some(_), None) => {
-                let old = self.visible.remove(&key).expect("present");
-                let ts = self.db.get(&key).map_or(old.ts, |i| i.ts);
-                self.notify_subscribers(&old.service, old.del_message(ts));
+                attrs: Some(_),
+                ..
+            } => self.reachable.contains(catalogue) && item.ts >= self.incarnation_of(catalogue),
+            _ => false,
+        };
+        let msg = match (item.shown, visible) {
+            (false, false) => None,
+            (true, true) if !item.fresh => None,
+            (_, true) => Some(item.value.to_message(item.ts)),
+            (true, false) => Some(item.value.del_serv(item.ts)),
+        };
+        let item = self.db.get_mut(&key).expect("present");
+        item.shown = visible;
+        item.fresh = false;
+        if let Some(msg) = msg {
+            if let Value::Service { service, .. } = &item.value {
+                let service = service.clone();
+                self.notify_subscribers(&service, msg);
             }
         }
     }

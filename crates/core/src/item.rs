@@ -2,6 +2,8 @@
 //! keys, each with a version and a tombstone flag.
 
 use rarangi_proto::{encode_field, Attrs, CatalogueUri, Message, ServiceUri, Ts};
+use smallvec::SmallVec;
+use std::sync::Arc;
 
 /// The identity of a replicated item. Items are ordered by [`ItemKey::sort_key`],
 /// the order that anti-entropy ranges use.
@@ -25,7 +27,9 @@ impl ItemKey {
             ItemKey::Catalogue(c) => format!("C {}", encode_field(c.as_str())),
             ItemKey::Key(k) => format!("K {}", encode_field(k)),
             ItemKey::Link(a, b) => format!("L {} {}", encode_field(a.as_str()), encode_field(b.as_str())),
-            ItemKey::Service(s, c) => format!("S {} {}", encode_field(s.as_str()), encode_field(c.as_str())),
+            // Owner first: a catalogue's services are one range, rechecked
+            // together when its reachability changes.
+            ItemKey::Service(s, c) => format!("S {} {}", encode_field(c.as_str()), encode_field(s.as_str())),
         }
     }
 }
@@ -45,7 +49,7 @@ pub(crate) enum Value {
     Service {
         service: ServiceUri,
         catalogue: CatalogueUri,
-        cluster: String,
+        cluster: Arc<str>,
         /// None for a tombstone.
         attrs: Option<Attrs>,
     },
@@ -66,8 +70,17 @@ pub(crate) type PeerId = u32;
 pub(crate) struct Item {
     pub(crate) value: Value,
     pub(crate) ts: Ts,
-    pub(crate) known: Vec<PeerId>,
+    /// Usually a few neighbours: kept inline, no allocation.
+    pub(crate) known: SmallVec<[PeerId; 4]>,
+    /// Services: subscribers were last told this record is visible.
+    pub(crate) shown: bool,
+    /// Services: a new version not yet shown to subscribers.
+    pub(crate) fresh: bool,
 }
+
+/// The replicated database, ordered by sort key. Items are boxed so the
+/// tree's nodes stay small (they are often half full).
+pub(crate) type Db = std::collections::BTreeMap<String, Box<Item>>;
 
 /// Which horizon (collection floor) an item kind belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +159,7 @@ impl Value {
                 Value::Service {
                     service,
                     catalogue,
-                    cluster,
+                    cluster: cluster.into(),
                     attrs: Some(attrs),
                 },
                 ts,
@@ -160,7 +173,7 @@ impl Value {
                 Value::Service {
                     service,
                     catalogue,
-                    cluster,
+                    cluster: cluster.into(),
                     attrs: None,
                 },
                 ts,
@@ -190,6 +203,24 @@ impl Value {
         })
     }
 
+    /// DEL_SERV for a service value (live or not) at version `ts`.
+    pub(crate) fn del_serv(&self, ts: Ts) -> Message {
+        match self {
+            Value::Service {
+                service,
+                catalogue,
+                cluster,
+                ..
+            } => Message::DelServ {
+                service: service.clone(),
+                catalogue: catalogue.clone(),
+                cluster: cluster.to_string(),
+                ts,
+            },
+            other => other.to_message(ts),
+        }
+    }
+
     /// The replication message carrying this value at version `ts`.
     pub(crate) fn to_message(&self, ts: Ts) -> Message {
         match self.clone() {
@@ -208,7 +239,7 @@ impl Value {
             } => Message::AddServ {
                 service,
                 catalogue,
-                cluster,
+                cluster: cluster.to_string(),
                 ts,
                 attrs,
             },
@@ -220,7 +251,7 @@ impl Value {
             } => Message::DelServ {
                 service,
                 catalogue,
-                cluster,
+                cluster: cluster.to_string(),
                 ts,
             },
             Value::Key {
@@ -253,7 +284,9 @@ impl Item {
         Self {
             value,
             ts,
-            known: Vec::new(),
+            known: SmallVec::new(),
+            shown: false,
+            fresh: true,
         }
     }
 

@@ -10,12 +10,11 @@
 //! number of differences times the logarithm of the catalogue size, not with
 //! the catalogue size.
 
-use std::collections::BTreeMap;
 use std::ops::Bound as RangeBound;
 
 use rarangi_proto::Bound;
 
-use crate::item::Item;
+use crate::item::{Db, Item};
 
 /// Ranges with at most this many items are settled by sending items.
 pub(crate) const LEAF: u64 = 16;
@@ -23,7 +22,7 @@ pub(crate) const LEAF: u64 = 16;
 pub(crate) const FANOUT: usize = 8;
 
 pub(crate) fn range<'a>(
-    db: &'a BTreeMap<String, Item>,
+    db: &'a Db,
     lo: &Bound,
     hi: &Bound,
 ) -> impl Iterator<Item = (&'a String, &'a Item)> + 'a {
@@ -40,11 +39,15 @@ pub(crate) fn range<'a>(
         (RangeBound::Included(l), RangeBound::Excluded(h)) => l < h,
         _ => true,
     };
-    valid.then(|| db.range((lo, hi))).into_iter().flatten()
+    valid
+        .then(|| db.range((lo, hi)))
+        .into_iter()
+        .flatten()
+        .map(|(k, item)| (k, &**item))
 }
 
 /// Count and fingerprint of the items in `[lo, hi)`.
-pub(crate) fn summarize(db: &BTreeMap<String, Item>, lo: &Bound, hi: &Bound) -> (u64, u64) {
+pub(crate) fn summarize(db: &Db, lo: &Bound, hi: &Bound) -> (u64, u64) {
     range(db, lo, hi).fold((0, 0), |(n, f), (k, item)| {
         (n + 1, f.wrapping_add(item.fingerprint(k)))
     })
@@ -52,7 +55,7 @@ pub(crate) fn summarize(db: &BTreeMap<String, Item>, lo: &Bound, hi: &Bound) -> 
 
 /// Splits `[lo, hi)` into up to [`FANOUT`] consecutive ranges with about
 /// equal numbers of items, each with its summary.
-pub(crate) fn split(db: &BTreeMap<String, Item>, lo: &Bound, hi: &Bound) -> Vec<(Bound, Bound, u64, u64)> {
+pub(crate) fn split(db: &Db, lo: &Bound, hi: &Bound) -> Vec<(Bound, Bound, u64, u64)> {
     let keys: Vec<&String> = range(db, lo, hi).map(|(k, _)| k).collect();
     let per = keys.len().div_ceil(FANOUT).max(1);
     let mut cuts: Vec<Bound> = vec![lo.clone()];

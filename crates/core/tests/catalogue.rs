@@ -398,3 +398,75 @@ fn equal_timestamps_from_two_origins_reconcile() {
     assert_eq!(ka, kb);
     assert_eq!(ka.origin, uri("y:1"), "ties go to the higher origin URI");
 }
+
+/// Delivers peer messages between catalogues (through the encoder and
+/// parser) until nothing moves; returns the first catalogue's other outputs.
+fn pump(nodes: &mut [&mut Catalogue]) -> Vec<Output> {
+    let mut rest = Vec::new();
+    loop {
+        let mut moved = false;
+        for i in 0..nodes.len() {
+            let from = nodes[i].config().uri.clone();
+            for out in nodes[i].drain() {
+                if let Output::ToPeer { peer, msg } = out {
+                    let j = nodes.iter().position(|n| n.config().uri == peer).unwrap();
+                    let msg = parse_line(msg.encode().as_bytes()).unwrap();
+                    nodes[j].peer_message(T0, &from, msg);
+                    moved = true;
+                } else if i == 0 {
+                    rest.push(out);
+                }
+            }
+        }
+        if !moved {
+            return rest;
+        }
+    }
+}
+
+#[test]
+fn subscribers_follow_a_remote_service_through_updates_partitions_and_restarts() {
+    let (mut a, mut b) = (catalogue("a:1"), catalogue("b:1"));
+    a.link_up(T0, &uri("b:1"));
+    b.link_up(T0, &uri("a:1"));
+    let (svc, sub) = (ClientId(1), ClientId(2));
+    a.client_connected(sub, false);
+    a.client_message(T0, sub, msg("8 orders"));
+    b.client_connected(svc, true);
+    b.client_message(T0, svc, msg("7 tcp://10.0.0.2:80/orders weight=1"));
+    let first = pump(&mut [&mut a, &mut b]);
+    let seen = |outs: Vec<Output>| {
+        to_client(&outs, sub)
+            .into_iter()
+            .filter(|l| !l.starts_with("8 "))
+            .map(|l| l.split(' ').next().unwrap().to_owned() + &l[l.rfind(' ').unwrap()..])
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(seen(first), ["5 weight=1"]);
+    assert_eq!(a.services().count(), 1);
+
+    // New attributes: shown again as an ADD.
+    b.client_message(T0, svc, msg("7 tcp://10.0.0.2:80/orders weight=2"));
+    assert_eq!(seen(pump(&mut [&mut a, &mut b])), ["5 weight=2"]);
+
+    // b unreachable: withdrawn; reachable again: shown again.
+    a.link_down(T0, &uri("b:1"));
+    b.link_down(T0, &uri("a:1"));
+    assert_eq!(seen(a.drain()).len(), 1, "one DEL_SERV");
+    assert_eq!(a.services().count(), 0);
+    a.link_up(T0, &uri("b:1"));
+    b.link_up(T0, &uri("a:1"));
+    assert_eq!(seen(pump(&mut [&mut a, &mut b])), ["5 weight=2"]);
+
+    // b's record announces a new incarnation: its old services died with
+    // the old one, and the subscriber is told.
+    let later = b.incarnation().0 + (1 << 20);
+    a.peer_message(T0, &uri("b:1"), msg(&format!("15 x-tvnetcs://b:1/ eu {later}")));
+    let lines = to_client(&a.drain(), sub);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("6 tcp://10.0.0.2:80/orders x-tvnetcs://b:1/ eu "),
+        "{lines:?}"
+    );
+    assert_eq!(a.services().count(), 0);
+}

@@ -1,6 +1,7 @@
 //! Catalogue and service URIs (DESIGN §1).
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Why a URI was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,8 +20,11 @@ pub const MAX_URI_LEN: usize = 2048;
 
 /// A catalogue's identity: `x-tvnetcs://<host>:<port>/`, where host:port is
 /// its advertised line-protocol address. Ordered by byte order of the text.
+///
+/// Cheap to clone (shared text): a catalogue holding many services from one
+/// peer keeps one copy of that peer's URI.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CatalogueUri(String);
+pub struct CatalogueUri(Arc<str>);
 
 const CATALOGUE_SCHEME: &str = "x-tvnetcs://";
 
@@ -41,7 +45,7 @@ impl CatalogueUri {
         split_host_port(hostport)
             .filter(|(_, port)| port.is_some())
             .ok_or_else(|| err("must be x-tvnetcs://HOST:PORT/ with a port from 1 to 65535"))?;
-        Ok(Self(s.to_owned()))
+        Ok(Self(Arc::from(s)))
     }
 
     /// The URI for a catalogue advertising `host:port`.

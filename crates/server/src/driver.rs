@@ -1,7 +1,7 @@
 //! The task that owns the core state machine: turns connection events into
 //! core inputs and core outputs into writes, persistence and logs.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,8 +135,11 @@ pub(crate) struct Driver {
     http_regs: BTreeMap<ServiceUri, HttpReg>,
     next_http_client: u64,
     index: u64,
+    /// Last change index per configuration path and per service name (not
+    /// per instance: that would cost memory for every replicated service).
     path_index: BTreeMap<String, u64>,
-    live_paths: BTreeSet<String>,
+    /// Hashes of the paths that exist, to tell "created" from "updated".
+    live_paths: HashSet<u64>,
     changes: broadcast::Sender<Change>,
     hooks: Hooks,
 }
@@ -151,7 +154,12 @@ impl Driver {
             Message::SubServ { regex: String::new() },
         );
         core.drain();
-        let live_paths = core.keys().iter().filter_map(|r| key_path(&r.key)).collect();
+        let live_paths = core
+            .keys()
+            .iter()
+            .filter_map(|r| key_path(&r.key))
+            .map(|p| path_hash(&p))
+            .collect();
         Self {
             core,
             store,
@@ -287,11 +295,13 @@ impl Driver {
                 let _ = reply.send(result);
             }
             Request::Services { name, reply } => {
-                let all = self.core.services();
-                let _ = reply.send(match name {
-                    Some(n) => all.filter(|v| v.service.name() == n).cloned().collect(),
-                    None => all.cloned().collect(),
-                });
+                let mut found: Vec<ServiceView> = match name {
+                    Some(n) => self.core.services_where(|s| s.name() == n).collect(),
+                    None => self.core.services().collect(),
+                };
+                // Stored by owner; answered in URI order.
+                found.sort_by(|a, b| (&a.service, &a.catalogue).cmp(&(&b.service, &b.catalogue)));
+                let _ = reply.send(found);
             }
             Request::Topology { reply } => {
                 let _ = reply.send(self.core.topology());
@@ -330,6 +340,7 @@ impl Driver {
                 let _ = reply.send(found.is_some());
             }
             Request::Index { prefix, reply } => {
+                let prefix = index_path(&prefix).to_owned();
                 let last = self
                     .path_index
                     .range(prefix.clone()..)
@@ -386,7 +397,7 @@ impl Driver {
     /// Records a change for watches and SSE.
     fn changed(&mut self, path: String, what: &'static str) {
         self.index += 1;
-        self.path_index.insert(path.clone(), self.index);
+        self.path_index.insert(index_path(&path).to_owned(), self.index);
         let _ = self.changes.send(Change {
             index: self.index,
             path,
@@ -492,15 +503,16 @@ impl Driver {
         };
         let any = !changes.is_empty();
         for (path, live) in changes {
-            let what = match (self.live_paths.contains(&path), live) {
+            let hash = path_hash(&path);
+            let what = match (self.live_paths.contains(&hash), live) {
                 (_, false) => "deleted",
                 (false, true) => "created",
                 (true, true) => "updated",
             };
             if live {
-                self.live_paths.insert(path.clone());
+                self.live_paths.insert(hash);
             } else {
-                self.live_paths.remove(&path);
+                self.live_paths.remove(&hash);
             }
             self.changed(path, what);
         }
@@ -561,6 +573,28 @@ fn key_path(key: &str) -> Option<String> {
 }
 
 /// The API path of a service instance: `/srv/NAME/HOST`.
+/// Where a path's change index is kept: a service instance's index is its
+/// service name's (`/srv/NAME/HOST` → `/srv/NAME`), so a blocking query on
+/// an instance may also return when a sibling instance changed, and one on a
+/// service's web-hooks when the service changed.
+fn index_path(path: &str) -> &str {
+    match path.strip_prefix("/srv/") {
+        Some(rest) => match rest.find('/') {
+            Some(i) => &path[..5 + i],
+            None => path,
+        },
+        None => path,
+    }
+}
+
+/// A stable 64-bit hash of a path (collisions only mislabel created/updated).
+fn path_hash(path: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish()
+}
+
 fn instance_path(service: &ServiceUri) -> String {
     format!("/srv/{}/{}", service.name(), service.instance())
 }
@@ -597,5 +631,19 @@ fn log_notice(n: &Notice) {
             tracing::info!(item = %key, "refused a stale copy of a collected delete")
         }
         _ => tracing::info!(?n, "notice"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::index_path;
+
+    #[test]
+    fn instances_share_their_service_names_index() {
+        assert_eq!(index_path("/srv/orders/10.0.0.1:80"), "/srv/orders");
+        assert_eq!(index_path("/srv/orders/web-hooks/h1"), "/srv/orders");
+        assert_eq!(index_path("/srv/orders"), "/srv/orders");
+        assert_eq!(index_path("/srv"), "/srv");
+        assert_eq!(index_path("/app/db/web-hooks/h1"), "/app/db/web-hooks/h1");
     }
 }

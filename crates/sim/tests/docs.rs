@@ -10,6 +10,6 @@ fn protocol_doc_shows_the_real_transcript() {
     assert_eq!(
         doc[start..end].trim(),
         expected,
-        "docs/PROTOCOL.md is out of date: paste `cargo run -p rarangi-sim --example transcript` (elided as in the doc)"
+        "docs/PROTOCOL.md is out of date: paste the output of `cargo run -p rarangi-sim --example transcript -- --docs`"
     );
 }

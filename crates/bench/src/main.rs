@@ -344,6 +344,8 @@ async fn lookups(r: &mut Report, secs: u64) -> Result<()> {
         .await?;
     }
     owner.request(&Message::Heartbeat).await?;
+    let pid = cats[0].pid();
+    let (_, cpu_line0) = proc_stats(pid);
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for w in 0..4 {
@@ -379,7 +381,11 @@ async fn lookups(r: &mut Report, secs: u64) -> Result<()> {
     for t in tasks {
         total += t.await?;
     }
-    let rate = total as f64 / t0.elapsed().as_secs_f64();
+    let line_secs = t0.elapsed().as_secs_f64();
+    let rate = total as f64 / line_secs;
+    let (_, cpu_line1) = proc_stats(pid);
+    let line_cpu = (cpu_line1 - cpu_line0) as f64 / 10.0 / line_secs;
+    let t1 = Instant::now();
     let wrk = Command::new("wrk")
         .args([
             "-t2",
@@ -397,6 +403,16 @@ async fn lookups(r: &mut Report, secs: u64) -> Result<()> {
             }),
         _ => "not measured: wrk is not installed (apt-get install wrk)".into(),
     };
+    let (_, cpu_http) = proc_stats(pid);
+    let http_cpu = (cpu_http - cpu_line1) as f64 / 10.0 / t1.elapsed().as_secs_f64();
+    let per_core = |rate: f64, cpu: f64| {
+        if cpu > 0.0 {
+            format!("{:.0}", rate * 100.0 / cpu)
+        } else {
+            "-".into()
+        }
+    };
+    let wrk_rate: f64 = wrk_line.parse().unwrap_or(0.0);
     println!("lookups: {rate:.0}/s line protocol; HTTP {wrk_line}");
     r.targets.push((
         "at least 100k lookups/s".into(),
@@ -406,7 +422,7 @@ async fn lookups(r: &mut Report, secs: u64) -> Result<()> {
     r.section(
         "Lookups",
         format!(
-            "1,000 services (20 per name) at one catalogue. A line-protocol lookup is SUB_SERV REGEX, its snapshot (20 records) and end marker, then UNSUB_SERV: what `rarangi lookup` does. 4 connections, 32 lookups in flight each, {secs} s. HTTP: `wrk -t2 -c32` on GET /srv/svc7.\n\n| line-protocol lookups/s | HTTP GET /srv/NAME requests/s |\n| --- | --- |\n| {rate:.0} | {wrk_line} |\n"
+            "1,000 services (20 per name) at one catalogue. A line-protocol lookup is SUB_SERV REGEX, its snapshot (20 records) and end marker, then UNSUB_SERV: what `rarangi lookup` does. 4 connections, 32 lookups in flight each, {secs} s. HTTP: `wrk -t2 -c32` on GET /srv/svc7. The load generator shares the machine's 2 cores with the catalogue, so the table also gives the catalogue's CPU and its rate per core it used.\n\n| interface | lookups/s | catalogue CPU (% of one core) | lookups per catalogue core-second |\n| --- | --- | --- | --- |\n| line protocol | {rate:.0} | {line_cpu:.0} | {} |\n| HTTP GET /srv/NAME | {wrk_line} | {http_cpu:.0} | {} |\n\nRepeated lookups are answered from a snapshot cached per regular expression (line protocol) and a rendered body cached per service name (HTTP), both dropped at the next change.\n", per_core(rate, line_cpu), per_core(wrk_rate, http_cpu)
         ),
     );
     Ok(())

@@ -42,6 +42,17 @@ struct Client {
     follows_links: bool,
 }
 
+/// A compiled subscription regex and the snapshot it last produced, with
+/// the services generation it was taken at.
+#[derive(Debug)]
+struct CachedRegex {
+    regex: Regex,
+    snapshot: Option<(u64, Arc<[Message]>)>,
+}
+
+/// Larger snapshots are not cached (memory stays bounded).
+const SNAPSHOT_CACHE_MAX: usize = 256;
+
 #[derive(Debug)]
 struct OwnReg {
     holders: Vec<ClientId>,
@@ -122,9 +133,13 @@ pub struct Catalogue {
     /// Service items to recheck for visibility (each item's `shown` flag
     /// says what subscribers were last told).
     dirty_services: BTreeSet<String>,
-    /// Recently compiled subscription regexes: `rarangi lookup` subscribes
-    /// with the same few expressions over and over.
-    regex_cache: std::collections::HashMap<String, Regex>,
+    /// Recently compiled subscription regexes, with their last snapshot:
+    /// `rarangi lookup` subscribes with the same few expressions over and
+    /// over, and most lookups find nothing changed since the last one.
+    regex_cache: std::collections::HashMap<String, CachedRegex>,
+    /// Bumped whenever the visible services change; snapshots cached at an
+    /// older generation are stale.
+    services_gen: u64,
     out: Vec<Output>,
 }
 
@@ -166,6 +181,7 @@ impl Catalogue {
             topo_dirty: true,
             dirty_services: BTreeSet::new(),
             regex_cache: std::collections::HashMap::new(),
+            services_gen: 0,
             out: Vec::new(),
             cfg,
         };
@@ -773,6 +789,7 @@ impl Catalogue {
         let item = *self.db.remove(key)?;
         match &item.value {
             Value::Service { service, .. } if item.shown => {
+                self.services_gen += 1;
                 let del = item.value.del_serv(item.ts);
                 self.notify_subscribers(service, del);
             }
@@ -1144,7 +1161,7 @@ impl Catalogue {
         }
         let max_subs = limits.subscriptions_per_client;
         let regex = match self.regex_cache.get(&source) {
-            Some(r) => r.clone(),
+            Some(r) => r.regex.clone(),
             None => match regex::RegexBuilder::new(&source)
                 .size_limit(limits.regex_compiled_size)
                 .build()
@@ -1153,7 +1170,11 @@ impl Catalogue {
                     if self.regex_cache.len() >= 256 {
                         self.regex_cache.clear();
                     }
-                    self.regex_cache.insert(source.clone(), r.clone());
+                    let cached = CachedRegex {
+                        regex: r.clone(),
+                        snapshot: None,
+                    };
+                    self.regex_cache.insert(source.clone(), cached);
                     r
                 }
                 Err(regex::Error::CompiledTooBig(limit)) => {
@@ -1181,12 +1202,27 @@ impl Catalogue {
             }
             c.subs.push((source.clone(), regex.clone()));
         }
-        let snapshot: Vec<Message> = self
-            .services_where(|s| regex.is_match(s.as_str()))
-            .map(|v| v.add_message())
-            .collect();
-        for m in snapshot {
-            self.send_client(client, m);
+        let gen = self.services_gen;
+        let cached = self
+            .regex_cache
+            .get(&source)
+            .and_then(|c| c.snapshot.as_ref())
+            .filter(|(g, _)| *g == gen)
+            .map(|(_, m)| m.clone());
+        let snapshot = cached.unwrap_or_else(|| {
+            let fresh: Arc<[Message]> = self
+                .services_where(|s| regex.is_match(s.as_str()))
+                .map(|v| v.add_message())
+                .collect();
+            if fresh.len() <= SNAPSHOT_CACHE_MAX {
+                if let Some(c) = self.regex_cache.get_mut(&source) {
+                    c.snapshot = Some((gen, fresh.clone()));
+                }
+            }
+            fresh
+        });
+        for m in snapshot.iter() {
+            self.send_client(client, m.clone());
         }
         self.send_client(client, Message::SubServ { regex: source });
     }
@@ -1302,6 +1338,7 @@ impl Catalogue {
         item.shown = visible;
         item.fresh = false;
         if let Some(msg) = msg {
+            self.services_gen += 1;
             if let Value::Service { service, .. } = &item.value {
                 let service = service.clone();
                 self.notify_subscribers(&service, msg);

@@ -470,3 +470,29 @@ fn subscribers_follow_a_remote_service_through_updates_partitions_and_restarts()
     );
     assert_eq!(a.services().count(), 0);
 }
+
+#[test]
+fn repeated_lookups_see_every_change_between_them() {
+    let mut c = catalogue("a:1");
+    let svc = ClientId(1);
+    c.client_connected(svc, true);
+    let lookup = |c: &mut Catalogue, id: u64| {
+        let client = ClientId(id);
+        c.client_connected(client, false);
+        c.client_message(T0, client, msg("8 orders"));
+        let lines = to_client(&c.drain(), client);
+        c.client_disconnected(T0, client);
+        c.drain();
+        lines.len() - 1
+    };
+    assert_eq!(lookup(&mut c, 10), 0);
+    c.client_message(T0, svc, msg("7 tcp://10.0.0.1:80/orders"));
+    assert_eq!(lookup(&mut c, 11), 1);
+    assert_eq!(lookup(&mut c, 12), 1, "the same answer again");
+    c.client_message(T0, svc, msg("7 tcp://10.0.0.2:80/orders"));
+    assert_eq!(lookup(&mut c, 13), 2);
+    c.client_message(T0, svc, msg("UNREG_SERV tcp://10.0.0.1:80/orders"));
+    assert_eq!(lookup(&mut c, 14), 1);
+    c.client_disconnected(T0, svc);
+    assert_eq!(lookup(&mut c, 15), 0);
+}

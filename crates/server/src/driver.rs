@@ -397,6 +397,9 @@ impl Driver {
     /// Records a change for watches and SSE.
     fn changed(&mut self, path: String, what: &'static str) {
         self.index += 1;
+        self.shared
+            .change_index
+            .store(self.index, std::sync::atomic::Ordering::Release);
         self.path_index.insert(index_path(&path).to_owned(), self.index);
         let _ = self.changes.send(Change {
             index: self.index,

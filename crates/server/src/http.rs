@@ -187,6 +187,9 @@ fn parse_wait(s: &str) -> Result<Duration, ApiError> {
 
 /// Waits as the query asks; returns the global index to report.
 async fn block(api: &Api, prefix: &str, q: &WaitQuery) -> Result<u64, ApiError> {
+    if q.index.is_none() {
+        return Ok(api.change_index.load(std::sync::atomic::Ordering::Acquire));
+    }
     let mut changes = api.changes.subscribe();
     let prefix = prefix.to_owned();
     let (last, global) = ask(api, |reply| Request::Index {
@@ -528,15 +531,37 @@ async fn list_srv(State(api): State<Api>, Query(q): Query<WaitQuery>) -> ApiResu
 async fn get_srv(State(api): State<Api>, Path(name): Path<String>, Query(q): Query<WaitQuery>) -> ApiResult {
     let name = segment(&name)?;
     let index = block(&api, &format!("/srv/{name}/"), &q).await?;
-    let mut out: BTreeMap<String, Value> = BTreeMap::new();
-    for v in services(&api, Some(name)).await?.iter() {
-        out.insert(v.service.instance().to_owned(), instance_json(v));
-    }
-    if out.is_empty() {
-        return Err(not_found(format!("no instances of {name:?}")));
-    }
-    Ok(with_index(Json(out).into_response(), index))
+    let cached = api.srv_cache.lock().expect("cache lock").get(name).cloned();
+    let body = match cached {
+        Some((at, body)) if at == index => body,
+        _ => {
+            let mut out: BTreeMap<String, Value> = BTreeMap::new();
+            for v in services(&api, Some(name)).await?.iter() {
+                out.insert(v.service.instance().to_owned(), instance_json(v));
+            }
+            if out.is_empty() {
+                return Err(not_found(format!("no instances of {name:?}")));
+            }
+            // Rendered after `index` was read, so at least that new.
+            let body = axum::body::Bytes::from(
+                serde_json::to_vec(&out)
+                    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+            );
+            let mut cache = api.srv_cache.lock().expect("cache lock");
+            if cache.len() >= SRV_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(name.to_owned(), (index, body.clone()));
+            body
+        }
+    };
+    let mut r = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    r = with_index(r, index);
+    Ok(r)
 }
+
+/// Service names whose GET /srv/NAME answer is kept between changes.
+const SRV_CACHE_MAX: usize = 1024;
 
 async fn head_srv(State(api): State<Api>, Path(name): Path<String>) -> ApiResult {
     let name = segment(&name)?;

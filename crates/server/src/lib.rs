@@ -40,6 +40,10 @@ pub(crate) struct Shared {
     next_conn: AtomicU64,
     writers_done: mpsc::Sender<()>,
     changes: tokio::sync::broadcast::Sender<driver::Change>,
+    /// The driver's change index, readable without asking the driver.
+    change_index: AtomicU64,
+    /// Rendered GET /srv/NAME bodies, valid while `change_index` is unchanged.
+    srv_cache: std::sync::Mutex<std::collections::HashMap<String, (u64, axum::body::Bytes)>>,
     /// `http://HOST:PORT` of our HTTP API, for webhook payloads.
     http_base: String,
 }
@@ -106,6 +110,8 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         next_conn: AtomicU64::new(1),
         writers_done: done_tx,
         changes: tokio::sync::broadcast::channel(4096).0,
+        change_index: AtomicU64::new(0),
+        srv_cache: Default::default(),
         http_base: format!(
             "http://{}:{}",
             settings

@@ -7,5 +7,6 @@
 
 pub mod etcd;
 pub mod harness;
+pub mod serf;
 pub mod simbench;
 pub mod stats;

@@ -3,7 +3,7 @@
 //! docs/bench-propagation.png.
 //!
 //! ```sh
-//! cargo build --release -p rarangi -p rarangi-bench
+//! cargo build --release -p rarangi -p rarangi-bench --bins --examples
 //! target/release/rarangi-bench all      # everything (several minutes)
 //! target/release/rarangi-bench quick    # small sizes, a smoke run
 //! target/release/rarangi-bench all --compare   # also etcd 3.4 (apt)
@@ -42,7 +42,7 @@ impl Report {
     }
 }
 
-const PARTS: &str = "propagation, withdrawal, churn, lookups, scale, sim, etcd";
+const PARTS: &str = "propagation, withdrawal, churn, lookups, scale, sim, etcd, serf";
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
@@ -52,7 +52,7 @@ async fn main() -> Result<()> {
             "usage: rarangi-bench all|quick [--compare] [--only PART,...]\n\n\
              all       full sizes; writes docs/BENCHMARKS.md and docs/bench-propagation.png\n\
              quick     small sizes (a smoke run); writes the same files\n\
-             --compare also run etcd 3.4 side by side (installed with apt if missing)\n\
+             --compare also run etcd 3.4 and Serf side by side (installed with apt if missing)\n\
              --only    run just these parts and print them, writing nothing: {PARTS}"
         );
         return Ok(());
@@ -107,8 +107,13 @@ async fn main() -> Result<()> {
     if wants("sim") {
         sim(&mut r, quick);
     }
-    if (compare && only.is_none()) || only.as_ref().is_some_and(|o| o.iter().any(|p| p == "etcd")) {
+    let compares = |part: &str| (compare && only.is_none()) || only.as_ref().is_some_and(|o| o.iter().any(|p| p == part));
+    if compares("etcd") {
         etcd_side_by_side(&mut r, if quick { 10 } else { 40 }).await?;
+    }
+    if compares("serf") {
+        let sizes: &[usize] = if quick { &[5] } else { &[5, 20, 50] };
+        serf_side_by_side(&mut r, sizes, if quick { 10 } else { 40 }, if quick { 1 } else { 3 })?;
     }
     if only.is_none() {
         write_docs(&r, &mode)?;
@@ -662,6 +667,46 @@ async fn etcd_side_by_side(r: &mut Report, runs: usize) -> Result<()> {
     Ok(())
 }
 
+/// Serf user events and failure detection at the propagation sizes.
+fn serf_side_by_side(r: &mut Report, sizes: &[usize], runs: usize, kills: usize) -> Result<()> {
+    use rarangi_bench::serf::{self, Serf};
+    let mut rows = String::new();
+    for &n in sizes {
+        let mut s = Serf::start(n)?;
+        let mut times = Vec::new();
+        for run in 0..runs {
+            times.push(s.event(&format!("bench-{n}-{run}"))?);
+        }
+        let (m, p) = median_p99(&times);
+        println!("serf {n} agents: user event median {} ms, p99 {} ms", ms(m), ms(p));
+        let _ = writeln!(rows, "| {n} | user event from one agent until every agent has it | {runs} | {} | {} |", ms(m), ms(p));
+        if n <= 20 {
+            let mut fails = Vec::new();
+            for k in 1..=kills.min(n - 2) {
+                fails.push(s.kill(k)?);
+            }
+            let (fm, _) = median_p99(&fails);
+            let worst = fails.iter().map(|d| d.as_secs_f64() * 1000.0).fold(0.0, f64::max);
+            println!("serf {n} agents: failure detected in median {} ms", ms(fm));
+            let _ = writeln!(
+                rows,
+                "| {n} | SIGKILL of an agent until every other agent declared it failed | {} | {} | {} (max) |",
+                fails.len(),
+                ms(fm),
+                ms(worst)
+            );
+        }
+    }
+    r.section(
+        "Side by side: Serf",
+        format!(
+            "{}, default LAN timings (gossip every 200 ms, probes every 1 s), one agent per process on loopback, every agent joining the first; user events sent with `serf event -coalesce=false`; times from one `serf monitor` per agent. Compare with the Propagation rows (a registration until a watcher at every catalogue has it) and the Withdrawal rows above.\n\n| agents | what | runs | median ms | p99 ms |\n| --- | --- | --- | --- | --- |\n{rows}\nSerf spreads events by gossip rounds, so its latency is a few gossip intervals, and a dead agent is declared failed only after probes and a suspicion timeout. Rarangi floods each change at once along its links. A killed catalogue's links close with its process, so its peers know at once; a host that vanishes without closing its connections is noticed after dead-after (5 s by default, like Serf's few seconds).\n",
+            serf::version()
+        ),
+    );
+    Ok(())
+}
+
 fn write_docs(r: &Report, mode: &str) -> Result<()> {
     let sh = |cmd: &str, args: &[&str]| {
         Command::new(cmd)
@@ -680,7 +725,7 @@ fn write_docs(r: &Report, mode: &str) -> Result<()> {
         })
         .unwrap_or_default();
     let mut doc = format!(
-        "# Benchmarks\n\nWritten by `rarangi-bench {mode}` on {date}.\n\n- machine: {cores} cores ({cpu}), {mem}, {kernel}\n- {rustc}; rarangi {ver}\n- all traffic on loopback; one process per catalogue; times measured in the bench process\n\nReproduce:\n\n```sh\ncargo build --release -p rarangi -p rarangi-bench\ntarget/release/rarangi-bench all --compare   # or `quick`; --compare adds etcd (apt)\n```\n\nThese are single-machine numbers on 2 shared cores: many catalogues share two cores here, so they measure the software's overheads more than a network.\n",
+        "# Benchmarks\n\nWritten by `rarangi-bench {mode}` on {date}.\n\n- machine: {cores} cores ({cpu}), {mem}, {kernel}\n- {rustc}; rarangi {ver}\n- all traffic on loopback; one process per catalogue; times measured in the bench process\n\nReproduce:\n\n```sh\ncargo build --release -p rarangi -p rarangi-bench --bins --examples\ntarget/release/rarangi-bench all --compare   # or `quick`; --compare adds etcd and Serf (apt)\ntarget/release/rarangi-bench all --only scale # one part, printed, nothing written\n```\n\nThese are single-machine numbers on 2 shared cores: many catalogues share two cores here, so they measure the software's overheads more than a network.\n",
         date = sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         cores = sh("nproc", &[]),
         mem = sh("sh", &["-c", "free -h | awk '/Mem:/{print $2\" RAM\"}'"]),
@@ -692,7 +737,7 @@ fn write_docs(r: &Report, mode: &str) -> Result<()> {
     for (aim, got, met) in &r.targets {
         let _ = writeln!(doc, "| {aim} | {got} | {} |", if *met { "yes" } else { "**no**" });
     }
-    doc.push_str("\nSide by side: etcd 3.4 with `--compare` (installed with apt if missing); Serf is not implemented yet.\n");
+    doc.push_str("\nSide by side with `--compare` (installed with apt if missing): etcd 3.4 and Serf, in their own sections below.\n");
     for (title, body) in &r.sections {
         let _ = write!(doc, "\n## {title}\n\n{body}");
     }

@@ -45,7 +45,14 @@ pub fn version() -> String {
         Command::new(cmd)
             .args(args)
             .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_owned())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned()
+            })
             .unwrap_or_default()
     };
     format!(
@@ -81,7 +88,8 @@ impl Serf {
             if i == 0 {
                 first = bind.clone();
             } else {
-                cmd.arg(format!("-retry-join={first}")).arg("-retry-interval=200ms");
+                cmd.arg(format!("-retry-join={first}"))
+                    .arg("-retry-interval=200ms");
             }
             s.agents.push(Some(cmd.spawn().context("start serf agent")?));
             s.rpc.push(rpc);
@@ -161,14 +169,21 @@ impl Serf {
     /// took from agent 0 logging it until every agent had logged it.
     pub fn event(&self, name: &str) -> Result<Duration> {
         let ok = Command::new("serf")
-            .args(["event", "-coalesce=false", &format!("-rpc-addr={}", self.rpc[0]), name])
+            .args([
+                "event",
+                "-coalesce=false",
+                &format!("-rpc-addr={}", self.rpc[0]),
+                name,
+            ])
             .stdout(Stdio::null())
             .status()?
             .success();
         if !ok {
             bail!("serf event failed");
         }
-        let all: Vec<usize> = (0..self.rpc.len()).filter(|&i| self.agents[i].is_some()).collect();
+        let all: Vec<usize> = (0..self.rpc.len())
+            .filter(|&i| self.agents[i].is_some())
+            .collect();
         let times = self.wait_for(&format!("user-event: {name}"), &all, Duration::from_secs(30))?;
         let start = times[0];
         let last = times.iter().max().copied().unwrap_or(start);
@@ -182,8 +197,14 @@ impl Serf {
         let t0 = Instant::now();
         child.kill()?;
         let _ = child.wait();
-        let others: Vec<usize> = (0..self.rpc.len()).filter(|&i| self.agents[i].is_some()).collect();
-        let times = self.wait_for(&format!("EventMemberFailed: n{k} "), &others, Duration::from_secs(60))?;
+        let others: Vec<usize> = (0..self.rpc.len())
+            .filter(|&i| self.agents[i].is_some())
+            .collect();
+        let times = self.wait_for(
+            &format!("EventMemberFailed: n{k} "),
+            &others,
+            Duration::from_secs(60),
+        )?;
         let last = times.iter().max().copied().unwrap_or(t0);
         Ok(last.saturating_duration_since(t0))
     }

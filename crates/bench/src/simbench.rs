@@ -123,6 +123,8 @@ pub struct LargeRow {
     pub form_ms: u64,
     pub change_lines: u64,
     pub change_ms: u64,
+    /// Resident memory of this process with the network formed (KiB).
+    pub rss_kib: u64,
 }
 
 pub fn large(n: usize) -> LargeRow {
@@ -147,5 +149,6 @@ pub fn large(n: usize) -> LargeRow {
         form_ms,
         change_lines: net.lines - l0,
         change_ms: net.now() - t1,
+        rss_kib: crate::harness::proc_stats(std::process::id()).0,
     }
 }

@@ -83,15 +83,7 @@ pub fn order_by_locality(
     catalogue: Option<&rarangi_proto::CatalogueUri>,
     cluster: &str,
 ) -> Vec<Instance> {
-    let rank = |i: &Instance| {
-        if Some(&i.catalogue) == catalogue {
-            0
-        } else if i.cluster == cluster {
-            1
-        } else {
-            2
-        }
-    };
+    let rank = |i: &Instance| rarangi_proto::locality(&i.catalogue, &i.cluster, catalogue, cluster);
     all.sort_by(|a, b| (rank(a), a.service.as_str()).cmp(&(rank(b), b.service.as_str())));
     let mut seen = std::collections::BTreeSet::new();
     all.retain(|i| seen.insert(i.service.to_string()));

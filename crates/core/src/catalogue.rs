@@ -496,13 +496,7 @@ impl Catalogue {
     }
 
     fn locality(&self, v: &ServiceView) -> u8 {
-        if v.catalogue == self.cfg.uri {
-            0
-        } else if v.cluster == self.cfg.cluster {
-            1
-        } else {
-            2
-        }
+        rarangi_proto::locality(&v.catalogue, &v.cluster, Some(&self.cfg.uri), &self.cfg.cluster)
     }
 
     /// The topology as seen from here.

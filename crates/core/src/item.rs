@@ -376,3 +376,20 @@ fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// A catalogue holds one boxed Item per replicated service: keep it in
+    /// the 128-byte allocation class (docs/BENCHMARKS.md, Scale).
+    #[test]
+    fn an_item_fits_in_128_bytes() {
+        assert!(
+            std::mem::size_of::<Item>() <= 128,
+            "Item is {} bytes",
+            std::mem::size_of::<Item>()
+        );
+        assert!(std::mem::size_of::<ServiceUri>() <= 24);
+    }
+}

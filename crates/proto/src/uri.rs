@@ -115,7 +115,8 @@ fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
 /// segment, which is the service *name* (`tcp://10.1.2.3:8080/orders`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceUri {
-    text: String,
+    /// Boxed, not a String: a catalogue holds one per replicated service.
+    text: Box<str>,
     name_start: u16,
     name_end: u16,
     authority_start: u16,
@@ -166,7 +167,7 @@ impl ServiceUri {
         }
         let name_start = authority_start + auth_len + 1;
         Ok(Self {
-            text: s.to_owned(),
+            text: s.into(),
             name_start: name_start as u16,
             name_end: (name_start + name.len()) as u16,
             authority_start: authority_start as u16,
@@ -196,9 +197,49 @@ impl fmt::Display for ServiceUri {
     }
 }
 
+/// How close a service record is to the asker (DESIGN: lookups prefer the
+/// nearest): 0 registered at the asker's catalogue, 1 in its cluster, 2
+/// elsewhere. Lookups list records in this order, then by URI. Shared by
+/// the catalogue and the client library so both order answers alike.
+pub fn locality(
+    record_catalogue: &CatalogueUri,
+    record_cluster: &str,
+    here: Option<&CatalogueUri>,
+    here_cluster: &str,
+) -> u8 {
+    if Some(record_catalogue) == here {
+        0
+    } else if record_cluster == here_cluster {
+        1
+    } else {
+        2
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locality_ranks_here_then_cluster_then_elsewhere() {
+        let (a, b) = (
+            CatalogueUri::from_addr("a:1").unwrap(),
+            CatalogueUri::from_addr("b:1").unwrap(),
+        );
+        assert_eq!(locality(&a, "eu", Some(&a), "eu"), 0);
+        assert_eq!(
+            locality(&a, "us", Some(&a), "eu"),
+            0,
+            "our own registrations first, whatever the cluster"
+        );
+        assert_eq!(locality(&b, "eu", Some(&a), "eu"), 1);
+        assert_eq!(locality(&b, "us", Some(&a), "eu"), 2);
+        assert_eq!(
+            locality(&a, "eu", None, "eu"),
+            1,
+            "no home catalogue: the cluster decides"
+        );
+    }
 
     #[test]
     fn catalogue_uris() {

@@ -219,3 +219,66 @@ pub fn proc_stats(pid: u32) -> (u64, u64) {
         .unwrap_or(0);
     (rss, cpu)
 }
+
+/// A TCP forwarder that can go silent: while cut it swallows bytes both
+/// ways and keeps the connections open, as a network partition does, so
+/// the catalogues notice only by missing heartbeats.
+pub struct Blackhole {
+    pub addr: String,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Blackhole {
+    pub async fn start(target: &str) -> Result<Blackhole> {
+        let addr = fresh_addr();
+        let listener = tokio::net::TcpListener::bind(&addr).await?;
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (target, c) = (target.to_owned(), cut.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let (target, c) = (target.clone(), c.clone());
+                tokio::spawn(async move {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let (ri, wi) = inbound.into_split();
+                    let (ro, wo) = outbound.into_split();
+                    tokio::select! {
+                        _ = forward(ri, wo, c.clone()) => {}
+                        _ = forward(ro, wi, c) => {}
+                    }
+                });
+            }
+        });
+        Ok(Blackhole { addr, cut, task })
+    }
+
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn forward(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if !cut.load(Ordering::SeqCst) && w.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}

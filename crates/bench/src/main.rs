@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use rarangi_bench::harness::{proc_stats, start_network, wait_all, watch_all, Cat};
+use rarangi_bench::harness::{proc_stats, start_network, wait_all, watch_all, Blackhole, Cat};
 use rarangi_bench::simbench;
 use rarangi_bench::stats::median_p99;
 use rarangi_client::Connection;
@@ -288,6 +288,32 @@ async fn withdrawal(r: &mut Report, runs: usize) -> Result<()> {
         cat_samples.push(done.map_or(Duration::from_secs(20), |t| t - t0));
     }
     let (cm, cp) = median_p99(&cat_samples);
+
+    // A partition: the link goes silent; the far side is withdrawn after
+    // dead-after without heartbeats.
+    let mut part_samples = Vec::new();
+    for i in 0..runs.min(5) {
+        let b_addr = rarangi_bench::harness::fresh_addr();
+        let b = Cat::start(&b_addr, &[], 200, 1000)?;
+        let hole = Blackhole::start(&b.addr).await?;
+        let a_addr = rarangi_bench::harness::fresh_addr();
+        let a = Cat::start(&a_addr, std::slice::from_ref(&hole.addr), 200, 1000)?;
+        let seen = watch_all(std::slice::from_ref(&a), "^tcp://cut").await?;
+        let mut c = Connection::connect(&b.opts()).await?;
+        let uri = format!("tcp://cut-{i}:1/p");
+        reg(&mut c, &uri).await?;
+        if wait_all(&seen, |s| s.added.get(&uri), 1, Duration::from_secs(20))
+            .await
+            .is_none()
+        {
+            bail!("registration across the link did not arrive");
+        }
+        let t0 = Instant::now();
+        hole.cut();
+        let done = wait_all(&seen, |s| s.removed.get(&uri), 1, Duration::from_secs(20)).await;
+        part_samples.push(done.map_or(Duration::from_secs(20), |t| t - t0));
+    }
+    let (xm, xp) = median_p99(&part_samples);
     r.targets.push((
         "removal after process death under 50 ms at every watcher".into(),
         format!("p99 {} ms", ms(pp)),
@@ -296,8 +322,8 @@ async fn withdrawal(r: &mut Report, runs: usize) -> Result<()> {
     r.section(
         "Withdrawal",
         format!(
-            "| what | runs | median ms | p99 ms |\n| --- | --- | --- | --- |\n| SIGKILL of a registered service process, until watchers at all 5 catalogues of a chain saw DEL_SERV | {} | {} | {} |\n| SIGKILL of the middle catalogue of a chain, until the far side withdrew (heartbeat 200 ms, dead-after 1000 ms) | {} | {} | {} |\n\nA killed process's connections are closed by the kernel, so its peers see its links drop at once: the second row is not bounded by dead-after. A host that vanishes or a network partition is noticed only by silence, after dead-after (1 s here, 5 s by default); the whole-system tests cover that case with a blackholing proxy.\n",
-            samples.len(), ms(pm), ms(pp), cat_samples.len(), ms(cm), ms(cp)
+            "| what | runs | median ms | p99 ms |\n| --- | --- | --- | --- |\n| SIGKILL of a registered service process, until watchers at all 5 catalogues of a chain saw DEL_SERV | {} | {} | {} |\n| SIGKILL of the middle catalogue of a chain, until the far side withdrew (heartbeat 200 ms, dead-after 1000 ms) | {} | {} | {} |\n| partition: the link between two catalogues goes silent (a forwarder swallows the bytes, connections stay open), until the far side's service is withdrawn (heartbeat 200 ms, dead-after 1000 ms) | {} | {} | {} |\n\nA killed process's connections are closed by the kernel, so its peers see its links drop at once: the second row is not bounded by dead-after. A partition or a host that vanishes is noticed only by silence, so the third row is dead-after plus up to a heartbeat (5 s by default).\n",
+            samples.len(), ms(pm), ms(pp), cat_samples.len(), ms(cm), ms(cp), part_samples.len(), ms(xm), ms(xp)
         ),
     );
     Ok(())

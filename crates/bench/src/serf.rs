@@ -164,7 +164,16 @@ impl Serf {
                 return Ok(found.into_iter().flatten().collect());
             }
             if Instant::now() > deadline {
-                bail!("serf: {needle:?} did not reach every agent in {timeout:?}");
+                let missing: Vec<String> = agents
+                    .iter()
+                    .zip(&found)
+                    .filter(|(_, f)| f.is_none())
+                    .map(|(a, _)| format!("n{a}"))
+                    .collect();
+                bail!(
+                    "serf: {needle:?} not logged by {} within {timeout:?}",
+                    missing.join(" ")
+                );
             }
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -189,7 +198,7 @@ impl Serf {
         let all: Vec<usize> = (0..self.rpc.len())
             .filter(|&i| self.agents[i].is_some())
             .collect();
-        let times = self.wait_for(&format!("user-event: {name}"), &all, Duration::from_secs(30))?;
+        let times = self.wait_for(&format!("user-event: {name}"), &all, Duration::from_secs(10))?;
         let start = times[0];
         let last = times.iter().max().copied().unwrap_or(start);
         Ok(last.saturating_duration_since(start))

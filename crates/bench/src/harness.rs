@@ -23,6 +23,22 @@ pub fn binary() -> PathBuf {
         })
 }
 
+/// The first line a command prints, trimmed; empty if it cannot run.
+pub fn first_line(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        })
+        .unwrap_or_default()
+}
+
 /// A free loopback address on its own 127.0.x.y.
 pub fn fresh_addr() -> String {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);

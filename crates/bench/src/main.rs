@@ -15,7 +15,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use rarangi_bench::harness::{proc_stats, start_network, wait_all, watch_all, Blackhole, Cat};
+use std::sync::{Arc, Mutex};
+
+use rarangi_bench::harness::{
+    first_line, proc_stats, start_network, wait_all, watch_all, Blackhole, Cat, Seen,
+};
 use rarangi_bench::simbench;
 use rarangi_bench::stats::median_p99;
 use rarangi_client::Connection;
@@ -241,7 +245,23 @@ async fn propagation(r: &mut Report, sizes: &[usize], runs: usize) -> Result<()>
     Ok(())
 }
 
-/// Process death of a service, and death of a catalogue.
+/// Waits until `n` watchers have seen `uri` added.
+async fn arrived(seen: &Arc<Mutex<Seen>>, uri: &str, n: usize) -> Result<()> {
+    match wait_all(seen, |s| s.added.get(uri), n, Duration::from_secs(20)).await {
+        Some(_) => Ok(()),
+        None => bail!("registration {uri} did not reach {n} watchers"),
+    }
+}
+
+/// From `t0` until `n` watchers have seen `uri` removed; 20 s if never.
+async fn removal_time(seen: &Arc<Mutex<Seen>>, uri: &str, n: usize, t0: Instant) -> Duration {
+    let limit = Duration::from_secs(20);
+    wait_all(seen, |s| s.removed.get(uri), n, limit)
+        .await
+        .map_or(limit, |t| t - t0)
+}
+
+/// Death of a service process, death of a catalogue, and a partition.
 async fn withdrawal(r: &mut Report, runs: usize) -> Result<()> {
     let n = 5;
     let edges = edges_of(Topology::Chain, n);
@@ -256,16 +276,10 @@ async fn withdrawal(r: &mut Report, runs: usize) -> Result<()> {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        if wait_all(&seen, |s| s.added.get(&uri), n, Duration::from_secs(20))
-            .await
-            .is_none()
-        {
-            bail!("registration {uri} did not arrive");
-        }
+        arrived(&seen, &uri, n).await?;
         let t0 = Instant::now();
         child.kill()?;
-        let done = wait_all(&seen, |s| s.removed.get(&uri), n, Duration::from_secs(10)).await;
-        samples.push(done.map_or(Duration::from_secs(10), |t| t - t0));
+        samples.push(removal_time(&seen, &uri, n, t0).await);
         let _ = child.wait();
     }
     let (pm, pp) = median_p99(&samples);
@@ -279,16 +293,10 @@ async fn withdrawal(r: &mut Report, runs: usize) -> Result<()> {
         let mut c = Connection::connect(&cats[2].opts()).await?;
         let uri = format!("tcp://far-{i}:1/p");
         reg(&mut c, &uri).await?;
-        if wait_all(&seen, |s| s.added.get(&uri), 1, Duration::from_secs(20))
-            .await
-            .is_none()
-        {
-            bail!("far registration did not arrive");
-        }
+        arrived(&seen, &uri, 1).await?;
         let t0 = Instant::now();
         cats[1].kill();
-        let done = wait_all(&seen, |s| s.removed.get(&uri), 1, Duration::from_secs(20)).await;
-        cat_samples.push(done.map_or(Duration::from_secs(20), |t| t - t0));
+        cat_samples.push(removal_time(&seen, &uri, 1, t0).await);
     }
     let (cm, cp) = median_p99(&cat_samples);
 
@@ -305,16 +313,10 @@ async fn withdrawal(r: &mut Report, runs: usize) -> Result<()> {
         let mut c = Connection::connect(&b.opts()).await?;
         let uri = format!("tcp://cut-{i}:1/p");
         reg(&mut c, &uri).await?;
-        if wait_all(&seen, |s| s.added.get(&uri), 1, Duration::from_secs(20))
-            .await
-            .is_none()
-        {
-            bail!("registration across the link did not arrive");
-        }
+        arrived(&seen, &uri, 1).await?;
         let t0 = Instant::now();
         hole.cut();
-        let done = wait_all(&seen, |s| s.removed.get(&uri), 1, Duration::from_secs(20)).await;
-        part_samples.push(done.map_or(Duration::from_secs(20), |t| t - t0));
+        part_samples.push(removal_time(&seen, &uri, 1, t0).await);
     }
     let (xm, xp) = median_p99(&part_samples);
     r.targets.push((
@@ -700,17 +702,7 @@ async fn etcd_side_by_side(r: &mut Report, runs: usize) -> Result<()> {
     }
     let (pm, pp) = median_p99(&puts);
     let (em, ep) = median_p99(&expiries);
-    let version = Command::new("etcd")
-        .arg("--version")
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned()
-        })
-        .unwrap_or_default();
+    let version = first_line("etcd", &["--version"]);
     r.section(
         "Side by side: etcd",
         format!(
@@ -804,14 +796,7 @@ Tools: perf (CPU), heaptrack and the dhat allocator (`--example memory`, memory)
 ";
 
 fn write_docs(r: &Report, mode: &str) -> Result<()> {
-    let sh = |cmd: &str, args: &[&str]| {
-        Command::new(cmd)
-            .args(args)
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default()
-    };
+    let sh = first_line;
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {

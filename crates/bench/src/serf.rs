@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::etcd::ensure;
-use crate::harness::fresh_addr;
+use crate::harness::{first_line, fresh_addr};
 
 /// Log lines seen: (agent, line, when).
 type Lines = Arc<Mutex<Vec<(usize, String, Instant)>>>;
@@ -41,24 +41,10 @@ impl Drop for Serf {
 
 /// The installed Serf: what it reports and the Debian package version.
 pub fn version() -> String {
-    let out = |cmd: &str, args: &[&str]| {
-        Command::new(cmd)
-            .args(args)
-            .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_owned()
-            })
-            .unwrap_or_default()
-    };
     format!(
         "Serf {} (Debian package {})",
-        out("serf", &["version"]),
-        out("dpkg-query", &["-W", "-f", "${Version}", "serf"])
+        first_line("serf", &["version"]),
+        first_line("dpkg-query", &["-W", "-f", "${Version}", "serf"])
     )
 }
 

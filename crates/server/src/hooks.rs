@@ -29,19 +29,14 @@ pub(crate) fn resource_version(core: &Catalogue, kind: &str, name: &str) -> Stri
         "app" => core
             .key(&format!("app/{name}"))
             .map_or_else(|| "absent".into(), |r| r.ts.to_string()),
-        _ => services_version(
-            core.services_where(|s| s.name() == name)
-                .collect::<Vec<_>>()
-                .iter(),
-            name,
-        ),
+        _ => services_version(&core.services_where(|s| s.name() == name).collect::<Vec<_>>()),
     }
 }
 
-/// A digest of the instances of service `name` ("absent" when none).
-pub(crate) fn services_version<'a>(services: impl Iterator<Item = &'a ServiceView>, name: &str) -> String {
-    let mut items: Vec<String> = services
-        .filter(|v| v.service.name() == name)
+/// A digest of one service's instances ("absent" when none).
+pub(crate) fn services_version(instances: &[ServiceView]) -> String {
+    let mut items: Vec<String> = instances
+        .iter()
         .map(|v| format!("{} {} {}", v.service, v.catalogue, v.ts))
         .collect();
     if items.is_empty() {

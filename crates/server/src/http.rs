@@ -390,7 +390,7 @@ async fn current_version(api: &Api, kind: &str, name: &str) -> Result<String, Ap
             .map_or_else(|| "absent".into(), |r| r.ts.to_string()));
     }
     let services = services(api, Some(name)).await?;
-    Ok(crate::hooks::services_version(services.iter(), name))
+    Ok(crate::hooks::services_version(&services))
 }
 
 async fn post_hook(api: &Api, kind: &str, name: &str, body: Result<Bytes, BytesRejection>) -> ApiResult {

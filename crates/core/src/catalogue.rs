@@ -9,7 +9,7 @@ use regex::Regex;
 
 use crate::config::Config;
 use crate::horizon::Horizon;
-use crate::item::{version, Class, Db, Item, ItemKey, KeyRecord, PeerId, Value};
+use crate::item::{service_of, service_text, version, Class, Db, Item, ItemKey, KeyRecord, PeerId, Value};
 use crate::output::{ClientId, Durable, Notice, Output, PersistOp};
 use crate::{sync, topology};
 
@@ -186,14 +186,11 @@ impl Catalogue {
             cfg,
         };
         for rec in durable.keys {
-            let value = rec.to_value();
-            c.put(value.key().sort_key(), Item::new(value, rec.ts));
+            let (key, value) = rec.to_entry();
+            c.put(key, Item::new(value, rec.ts));
         }
-        let record = Value::Catalogue {
-            uri: me,
-            cluster: c.cfg.cluster.clone(),
-        };
-        c.put(record.key().sort_key(), Item::new(record, incarnation));
+        let (key, record) = c.catalogue_record();
+        c.put(key, Item::new(record, incarnation));
         c.refresh();
         c.out.clear();
         c
@@ -221,7 +218,7 @@ impl Catalogue {
         let key = ItemKey::Catalogue(self.cfg.uri.clone()).sort_key();
         if let Some(item) = self.db.get_mut(&key) {
             item.mark_known(id);
-            let msg = item.value.to_message(item.ts);
+            let msg = item.message(&key);
             self.send_peer(peer, msg);
         }
         self.refresh();
@@ -275,10 +272,10 @@ impl Catalogue {
             Message::Catalogue { ref catalogue, .. }
                 if state == PeerState::Handshake && catalogue == peer =>
             {
-                self.apply_remote(peer, pid, &msg);
+                self.apply_remote(peer, pid, msg);
                 self.start_sync(peer);
             }
-            m if Value::from_message(&m).is_some() => self.apply_remote(peer, pid, &m),
+            m if Value::is_replicated(&m) => self.apply_remote(peer, pid, m),
             other => {
                 let kind = other.kind();
                 self.send_peer(
@@ -400,11 +397,7 @@ impl Catalogue {
     pub fn set_key(&mut self, now_ms: u64, key: &str, value: &str) -> Result<Ts, rarangi_proto::NameError> {
         rarangi_proto::validate_key(key)?;
         self.now_ms = now_ms;
-        let ts = self.mint(Value::Key {
-            key: key.to_owned(),
-            origin: self.cfg.uri.clone(),
-            value: Some(value.to_owned()),
-        });
+        let ts = self.mint(self.key_entry(key, Some(value.to_owned())));
         self.refresh();
         Ok(ts)
     }
@@ -413,11 +406,7 @@ impl Catalogue {
     pub fn del_key(&mut self, now_ms: u64, key: &str) -> Option<Ts> {
         self.now_ms = now_ms;
         self.key(key)?;
-        let ts = self.mint(Value::Key {
-            key: key.to_owned(),
-            origin: self.cfg.uri.clone(),
-            value: None,
-        });
+        let ts = self.mint(self.key_entry(key, None));
         self.refresh();
         Some(ts)
     }
@@ -454,19 +443,18 @@ impl Catalogue {
     /// anything is copied.
     pub fn services_where<'a>(
         &'a self,
-        keep: impl Fn(&ServiceUri) -> bool + 'a,
+        keep: impl Fn(&str) -> bool + 'a,
     ) -> impl Iterator<Item = ServiceView> + 'a {
         self.db
             .range::<str, _>((std::ops::Bound::Included("S "), std::ops::Bound::Excluded("T")))
             .filter(|(_, item)| item.shown)
-            .filter_map(move |(_, item)| match &item.value {
+            .filter_map(move |(key, item)| match &item.value {
                 Value::Service {
-                    service,
                     catalogue,
                     cluster,
                     attrs: Some(attrs),
-                } if keep(service) => Some(ServiceView {
-                    service: service.clone(),
+                } if keep(&service_text(key)) => Some(ServiceView {
+                    service: service_of(key),
                     catalogue: catalogue.clone(),
                     cluster: cluster.to_string(),
                     attrs: attrs.clone(),
@@ -480,7 +468,7 @@ impl Catalogue {
     /// order: registered here, then in our cluster, then elsewhere.
     pub fn lookup(&self, regex: &Regex) -> Vec<ServiceView> {
         let mut best: BTreeMap<ServiceUri, ServiceView> = BTreeMap::new();
-        for v in self.services_where(|s| regex.is_match(s.as_str())) {
+        for v in self.services_where(|s| regex.is_match(s)) {
             match best.get(&v.service) {
                 Some(e) if self.locality(e) <= self.locality(&v) => {}
                 _ => {
@@ -668,16 +656,38 @@ impl Catalogue {
         up && ts >= self.incarnation_of(a) && ts >= self.incarnation_of(b)
     }
 
-    fn link_value(&self, peer: &CatalogueUri, up: bool) -> Value {
+    fn link_value(&self, peer: &CatalogueUri, up: bool) -> (String, Value) {
         let (a, b) = ordered(&self.cfg.uri, peer);
-        Value::Link { a, b, up }
+        (
+            ItemKey::Link(a.clone(), b.clone()).sort_key(),
+            Value::Link { a, b, up },
+        )
+    }
+
+    /// Our own incarnation record.
+    fn catalogue_record(&self) -> (String, Value) {
+        let uri = self.cfg.uri.clone();
+        let value = Value::Catalogue {
+            uri: uri.clone(),
+            cluster: self.cfg.cluster.clone(),
+        };
+        (ItemKey::Catalogue(uri).sort_key(), value)
+    }
+
+    /// A configuration version written here; None deletes.
+    fn key_entry(&self, key: &str, value: Option<String>) -> (String, Value) {
+        let v = Value::Key {
+            key: key.to_owned(),
+            origin: self.cfg.uri.clone(),
+            value,
+        };
+        (ItemKey::Key(key.to_owned()).sort_key(), v)
     }
 
     /// Stores a new version minted here and floods it.
-    fn mint(&mut self, value: Value) -> Ts {
+    fn mint(&mut self, (key, value): (String, Value)) -> Ts {
         let ts = self.hlc.now(self.now_ms);
         self.note_seen(&value, ts);
-        let key = value.key().sort_key();
         self.put(key.clone(), Item::new(value, ts));
         self.flood(&key);
         ts
@@ -692,7 +702,7 @@ impl Catalogue {
             .map(|(u, p)| (u.clone(), p.id))
             .collect();
         let Some(item) = self.db.get_mut(key) else { return };
-        let msg = item.value.to_message(item.ts);
+        let msg = item.message(key);
         for (uri, id) in targets {
             if !item.is_known_by(id) {
                 item.mark_known(id);
@@ -717,7 +727,7 @@ impl Catalogue {
                     if *uri != self.cfg.uri {
                         self.purge_stale(uri, item.ts);
                     }
-                    let msg = item.value.to_message(item.ts);
+                    let msg = item.message(&key);
                     self.notify_link_followers(msg);
                 }
             }
@@ -782,10 +792,10 @@ impl Catalogue {
     fn forget(&mut self, key: &str) -> Option<Item> {
         let item = *self.db.remove(key)?;
         match &item.value {
-            Value::Service { service, .. } if item.shown => {
+            Value::Service { .. } if item.shown => {
                 self.services_gen += 1;
-                let del = item.value.del_serv(item.ts);
-                self.notify_subscribers(service, del);
+                let del = item.value.del_serv(key, item.ts);
+                self.notify_subscribers(&service_text(key), del);
             }
             Value::Link { a, b, .. } if *a != self.cfg.uri && *b != self.cfg.uri => {
                 let (a, b) = (a.clone(), b.clone());
@@ -823,20 +833,21 @@ impl Catalogue {
 
     /// What this catalogue knows to be true of an item it owns, or None if
     /// it does not own it.
-    fn truth(&self, value: &Value) -> Option<Value> {
+    /// The item stored under `key` with `value`, as this catalogue knows
+    /// it to be, or None if it does not own it.
+    fn truth(&self, key: &str, value: &Value) -> Option<(String, Value)> {
         let me = &self.cfg.uri;
         match value {
             Value::Service {
-                service,
-                catalogue,
-                cluster,
-                ..
-            } if catalogue == me => Some(Value::Service {
-                service: service.clone(),
-                catalogue: catalogue.clone(),
-                cluster: cluster.clone(),
-                attrs: self.own.get(service).map(|r| r.attrs.clone()),
-            }),
+                catalogue, cluster, ..
+            } if catalogue == me => Some((
+                key.to_owned(),
+                Value::Service {
+                    catalogue: catalogue.clone(),
+                    cluster: cluster.clone(),
+                    attrs: self.own.get(&service_of(key)).map(|r| r.attrs.clone()),
+                },
+            )),
             Value::Link { a, b, .. } if a == me || b == me => {
                 let other = if a == me { b } else { a };
                 match self.peers.get(other).map(|p| p.state) {
@@ -846,16 +857,13 @@ impl Catalogue {
                     None => Some(self.link_value(other, false)),
                 }
             }
-            Value::Catalogue { uri, .. } if uri == me => Some(Value::Catalogue {
-                uri: me.clone(),
-                cluster: self.cfg.cluster.clone(),
-            }),
+            Value::Catalogue { uri, .. } if uri == me => Some(self.catalogue_record()),
             _ => None,
         }
     }
 
-    fn apply_remote(&mut self, peer: &CatalogueUri, pid: PeerId, msg: &Message) {
-        let Some((value, ts)) = Value::from_message(msg) else {
+    fn apply_remote(&mut self, peer: &CatalogueUri, pid: PeerId, msg: Message) {
+        let Some((key, value, ts)) = Value::from_message(msg) else {
             return;
         };
         if let Err(e) = self.hlc.observe(ts, self.now_ms) {
@@ -869,8 +877,7 @@ impl Catalogue {
         if self.is_stale(&value, ts) {
             return;
         }
-        let key = value.key().sort_key();
-        if let Some(truth) = self.truth(&value) {
+        if let Some(truth) = self.truth(&key, &value) {
             self.apply_owned(peer, pid, key, value, ts, truth);
         } else {
             self.apply_generic(peer, pid, key, value, ts);
@@ -886,7 +893,7 @@ impl Catalogue {
         key: String,
         value: Value,
         ts: Ts,
-        truth: Value,
+        truth: (String, Value),
     ) {
         if let Value::Catalogue { .. } = value {
             match ts.cmp(&self.incarnation) {
@@ -900,7 +907,7 @@ impl Catalogue {
             }
             return;
         }
-        if value == truth {
+        if value == truth.1 {
             return self.apply_generic(peer, pid, key, value, ts);
         }
         let newer = self
@@ -919,11 +926,7 @@ impl Catalogue {
     /// re-issue everything we own.
     fn reincarnate(&mut self) {
         self.incarnation = self.hlc.now(self.now_ms);
-        let rec = Value::Catalogue {
-            uri: self.cfg.uri.clone(),
-            cluster: self.cfg.cluster.clone(),
-        };
-        let key = rec.key().sort_key();
+        let (key, rec) = self.catalogue_record();
         self.put(key.clone(), Item::new(rec, self.incarnation));
         self.flood(&key);
         let peers: Vec<CatalogueUri> = self
@@ -941,7 +944,7 @@ impl Catalogue {
             .map(|(s, r)| (s.clone(), r.attrs.clone()))
             .collect();
         for (service, attrs) in own {
-            self.mint(self.service_value(service, Some(attrs)));
+            self.mint(self.service_value(&service, Some(attrs)));
         }
     }
 
@@ -950,7 +953,7 @@ impl Catalogue {
         let Some(cur) = self.db.get_mut(key) else { return };
         if !cur.is_known_by(pid) {
             cur.mark_known(pid);
-            let msg = cur.value.to_message(cur.ts);
+            let msg = cur.message(key);
             self.send_peer(peer, msg);
         }
     }
@@ -981,7 +984,7 @@ impl Catalogue {
                     if !value.is_tombstone() {
                         self.notice(Notice::StaleRefused { key: key.clone() });
                         let tomb = self.tombstone_of(value);
-                        self.mint(tomb);
+                        self.mint((key.clone(), tomb));
                     }
                 } else {
                     let mut item = Item::new(value, ts);
@@ -1007,12 +1010,8 @@ impl Catalogue {
         match value {
             Value::Link { a, b, .. } => Value::Link { a, b, up: false },
             Value::Service {
-                service,
-                catalogue,
-                cluster,
-                ..
+                catalogue, cluster, ..
             } => Value::Service {
-                service,
                 catalogue,
                 cluster,
                 attrs: None,
@@ -1067,16 +1066,16 @@ impl Catalogue {
         for k in keys {
             let item = self.db.get_mut(&k).expect("key from range");
             item.mark_known(pid);
-            let msg = item.value.to_message(item.ts);
+            let msg = item.message(&k);
             self.send_peer(peer, msg);
         }
     }
 
     // ----- clients ------------------------------------------------------
 
-    fn service_value(&self, service: ServiceUri, attrs: Option<Attrs>) -> Value {
-        Value::Service {
-            service,
+    fn service_value(&self, service: &ServiceUri, attrs: Option<Attrs>) -> (String, Value) {
+        let key = ItemKey::Service(service.clone(), self.cfg.uri.clone()).sort_key();
+        let value = Value::Service {
             catalogue: self.cfg.uri.clone(),
             cluster: self
                 .clusters
@@ -1084,7 +1083,8 @@ impl Catalogue {
                 .cloned()
                 .unwrap_or_default(),
             attrs,
-        }
+        };
+        (key, value)
     }
 
     fn register(&mut self, client: ClientId, service: ServiceUri, attrs: Attrs) {
@@ -1114,7 +1114,7 @@ impl Catalogue {
         }
         reg.attrs = attrs.clone();
         if changed {
-            self.mint(self.service_value(service, Some(attrs)));
+            self.mint(self.service_value(&service, Some(attrs)));
         }
     }
 
@@ -1139,7 +1139,7 @@ impl Catalogue {
         reg.holders.retain(|h| *h != client);
         if reg.holders.is_empty() {
             self.own.remove(service);
-            self.mint(self.service_value(service.clone(), None));
+            self.mint(self.service_value(service, None));
         }
     }
 
@@ -1205,7 +1205,7 @@ impl Catalogue {
             .map(|(_, m)| m.clone());
         let snapshot = cached.unwrap_or_else(|| {
             let fresh: Arc<[Message]> = self
-                .services_where(|s| regex.is_match(s.as_str()))
+                .services_where(|s| regex.is_match(s))
                 .map(|v| v.add_message())
                 .collect();
             if fresh.len() <= SNAPSHOT_CACHE_MAX {
@@ -1325,26 +1325,23 @@ impl Catalogue {
         let msg = match (item.shown, visible) {
             (false, false) => None,
             (true, true) if !item.fresh => None,
-            (_, true) => Some(item.value.to_message(item.ts)),
-            (true, false) => Some(item.value.del_serv(item.ts)),
+            (_, true) => Some(item.message(&key)),
+            (true, false) => Some(item.value.del_serv(&key, item.ts)),
         };
         let item = self.db.get_mut(&key).expect("present");
         item.shown = visible;
         item.fresh = false;
         if let Some(msg) = msg {
             self.services_gen += 1;
-            if let Value::Service { service, .. } = &item.value {
-                let service = service.clone();
-                self.notify_subscribers(&service, msg);
-            }
+            self.notify_subscribers(&service_text(&key), msg);
         }
     }
 
-    fn notify_subscribers(&mut self, service: &ServiceUri, msg: Message) {
+    fn notify_subscribers(&mut self, service: &str, msg: Message) {
         let targets: Vec<ClientId> = self
             .clients
             .iter()
-            .filter(|(_, c)| c.subs.iter().any(|(_, r)| r.is_match(service.as_str())))
+            .filter(|(_, c)| c.subs.iter().any(|(_, r)| r.is_match(service)))
             .map(|(id, _)| *id)
             .collect();
         for id in targets {

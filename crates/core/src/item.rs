@@ -1,8 +1,9 @@
 //! Replicated items: catalogue records, links, services and configuration
 //! keys, each with a version and a tombstone flag.
 
-use rarangi_proto::{encode_field, Attrs, CatalogueUri, Message, ServiceUri, Ts};
+use rarangi_proto::{decode_field, encode_field, Attrs, CatalogueUri, Message, ServiceUri, Ts};
 use smallvec::SmallVec;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// The identity of a replicated item. Items are ordered by [`ItemKey::sort_key`],
@@ -34,7 +35,23 @@ impl ItemKey {
     }
 }
 
-/// The payload of an item.
+/// The service URI held in a service item's sort key (its last field).
+pub(crate) fn service_text(sort_key: &str) -> Cow<'_, str> {
+    let field = sort_key.rsplit_once(' ').map_or(sort_key, |(_, s)| s);
+    if field.contains('%') {
+        Cow::Owned(decode_field(field).expect("sort keys are built by encode_field"))
+    } else {
+        Cow::Borrowed(field)
+    }
+}
+
+/// The service URI of a service item, from its sort key.
+pub(crate) fn service_of(sort_key: &str) -> ServiceUri {
+    ServiceUri::parse(&service_text(sort_key)).expect("service keys are built from a parsed URI")
+}
+
+/// The payload of an item. A service's URI is not here: it is stored once,
+/// in the item's sort key, and read back with [`service_of`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Value {
     Catalogue {
@@ -47,7 +64,6 @@ pub(crate) enum Value {
         up: bool,
     },
     Service {
-        service: ServiceUri,
         catalogue: CatalogueUri,
         cluster: Arc<str>,
         /// None for a tombstone.
@@ -94,17 +110,6 @@ pub(crate) enum Class {
 }
 
 impl Value {
-    pub(crate) fn key(&self) -> ItemKey {
-        match self {
-            Value::Catalogue { uri, .. } => ItemKey::Catalogue(uri.clone()),
-            Value::Link { a, b, .. } => ItemKey::Link(a.clone(), b.clone()),
-            Value::Service {
-                service, catalogue, ..
-            } => ItemKey::Service(service.clone(), catalogue.clone()),
-            Value::Key { key, .. } => ItemKey::Key(key.clone()),
-        }
-    }
-
     pub(crate) fn is_tombstone(&self) -> bool {
         match self {
             Value::Catalogue { .. } => false,
@@ -133,57 +138,73 @@ impl Value {
         }
     }
 
-    /// Converts a replication message into an item value and version.
-    pub(crate) fn from_message(msg: &Message) -> Option<(Value, Ts)> {
-        Some(match msg.clone() {
+    /// Whether a message carries a replicated item.
+    pub(crate) fn is_replicated(msg: &Message) -> bool {
+        matches!(
+            msg,
+            Message::Catalogue { .. }
+                | Message::AddLink { .. }
+                | Message::DelLink { .. }
+                | Message::AddServ { .. }
+                | Message::DelServ { .. }
+                | Message::SetKey { .. }
+                | Message::DelKey { .. }
+        )
+    }
+
+    /// Converts a replication message into an item's sort key, value and
+    /// version.
+    pub(crate) fn from_message(msg: Message) -> Option<(String, Value, Ts)> {
+        let service = |service: ServiceUri, catalogue: CatalogueUri, cluster: String, attrs| {
+            let key = ItemKey::Service(service, catalogue.clone()).sort_key();
+            let value = Value::Service {
+                catalogue,
+                cluster: cluster.into(),
+                attrs,
+            };
+            (key, value)
+        };
+        Some(match msg {
             Message::Catalogue {
                 catalogue,
                 cluster,
                 ts,
             } => (
+                ItemKey::Catalogue(catalogue.clone()).sort_key(),
                 Value::Catalogue {
                     uri: catalogue,
                     cluster,
                 },
                 ts,
             ),
-            Message::AddLink { a, b, ts } => (Value::Link { a, b, up: true }, ts),
-            Message::DelLink { a, b, ts } => (Value::Link { a, b, up: false }, ts),
+            Message::AddLink { a, b, ts } => Self::link(a, b, true, ts),
+            Message::DelLink { a, b, ts } => Self::link(a, b, false, ts),
             Message::AddServ {
-                service,
+                service: s,
                 catalogue,
                 cluster,
                 ts,
                 attrs,
-            } => (
-                Value::Service {
-                    service,
-                    catalogue,
-                    cluster: cluster.into(),
-                    attrs: Some(attrs),
-                },
-                ts,
-            ),
+            } => {
+                let (key, value) = service(s, catalogue, cluster, Some(attrs));
+                (key, value, ts)
+            }
             Message::DelServ {
-                service,
+                service: s,
                 catalogue,
                 cluster,
                 ts,
-            } => (
-                Value::Service {
-                    service,
-                    catalogue,
-                    cluster: cluster.into(),
-                    attrs: None,
-                },
-                ts,
-            ),
+            } => {
+                let (key, value) = service(s, catalogue, cluster, None);
+                (key, value, ts)
+            }
             Message::SetKey {
                 key,
                 origin,
                 ts,
                 value,
             } => (
+                ItemKey::Key(key.clone()).sort_key(),
                 Value::Key {
                     key,
                     origin,
@@ -192,6 +213,7 @@ impl Value {
                 ts,
             ),
             Message::DelKey { key, origin, ts } => (
+                ItemKey::Key(key.clone()).sort_key(),
                 Value::Key {
                     key,
                     origin,
@@ -203,26 +225,32 @@ impl Value {
         })
     }
 
-    /// DEL_SERV for a service value (live or not) at version `ts`.
-    pub(crate) fn del_serv(&self, ts: Ts) -> Message {
+    fn link(a: CatalogueUri, b: CatalogueUri, up: bool, ts: Ts) -> (String, Value, Ts) {
+        (
+            ItemKey::Link(a.clone(), b.clone()).sort_key(),
+            Value::Link { a, b, up },
+            ts,
+        )
+    }
+
+    /// DEL_SERV for a service item (live or not) at version `ts`.
+    pub(crate) fn del_serv(&self, sort_key: &str, ts: Ts) -> Message {
         match self {
             Value::Service {
-                service,
-                catalogue,
-                cluster,
-                ..
+                catalogue, cluster, ..
             } => Message::DelServ {
-                service: service.clone(),
+                service: service_of(sort_key),
                 catalogue: catalogue.clone(),
                 cluster: cluster.to_string(),
                 ts,
             },
-            other => other.to_message(ts),
+            other => other.to_message(sort_key, ts),
         }
     }
 
-    /// The replication message carrying this value at version `ts`.
-    pub(crate) fn to_message(&self, ts: Ts) -> Message {
+    /// The replication message carrying this value, stored under
+    /// `sort_key`, at version `ts`.
+    pub(crate) fn to_message(&self, sort_key: &str, ts: Ts) -> Message {
         match self.clone() {
             Value::Catalogue { uri, cluster } => Message::Catalogue {
                 catalogue: uri,
@@ -232,28 +260,17 @@ impl Value {
             Value::Link { a, b, up: true } => Message::AddLink { a, b, ts },
             Value::Link { a, b, up: false } => Message::DelLink { a, b, ts },
             Value::Service {
-                service,
                 catalogue,
                 cluster,
                 attrs: Some(attrs),
             } => Message::AddServ {
-                service,
+                service: service_of(sort_key),
                 catalogue,
                 cluster: cluster.to_string(),
                 ts,
                 attrs,
             },
-            Value::Service {
-                service,
-                catalogue,
-                cluster,
-                attrs: None,
-            } => Message::DelServ {
-                service,
-                catalogue,
-                cluster: cluster.to_string(),
-                ts,
-            },
+            Value::Service { attrs: None, .. } => self.del_serv(sort_key, ts),
             Value::Key {
                 key,
                 origin,
@@ -288,6 +305,11 @@ impl Item {
             shown: false,
             fresh: true,
         }
+    }
+
+    /// The replication message for this item, stored under `sort_key`.
+    pub(crate) fn message(&self, sort_key: &str) -> Message {
+        self.value.to_message(sort_key, self.ts)
     }
 
     pub(crate) fn version(&self) -> (Ts, &str, bool) {
@@ -343,12 +365,14 @@ impl KeyRecord {
         }
     }
 
-    pub(crate) fn to_value(&self) -> Value {
-        Value::Key {
+    /// The record's sort key and value.
+    pub(crate) fn to_entry(&self) -> (String, Value) {
+        let value = Value::Key {
             key: self.key.clone(),
             origin: self.origin.clone(),
             value: self.value.clone(),
-        }
+        };
+        (ItemKey::Key(self.key.clone()).sort_key(), value)
     }
 }
 
@@ -382,11 +406,11 @@ mod size_tests {
     use super::*;
 
     /// A catalogue holds one boxed Item per replicated service: keep it in
-    /// the 128-byte allocation class (docs/BENCHMARKS.md, Scale).
+    /// the 112-byte allocation class (docs/BENCHMARKS.md, Scale).
     #[test]
-    fn an_item_fits_in_128_bytes() {
+    fn an_item_fits_in_112_bytes() {
         assert!(
-            std::mem::size_of::<Item>() <= 128,
+            std::mem::size_of::<Item>() <= 112,
             "Item is {} bytes",
             std::mem::size_of::<Item>()
         );

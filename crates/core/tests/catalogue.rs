@@ -496,3 +496,40 @@ fn repeated_lookups_see_every_change_between_them() {
     c.client_disconnected(T0, svc);
     assert_eq!(lookup(&mut c, 15), 0);
 }
+
+#[test]
+fn service_uris_with_percent_escapes_survive_replication_exactly() {
+    // The URI `http://h:80/a%2Fb?q=50%` travels as `http://h:80/a%252Fb?q=50%25`
+    // and is stored once, percent-encoded, in its item key.
+    let text = "http://h:80/a%2Fb?q=50%";
+    let wire = text.replace('%', "%25");
+    let (mut a, mut b) = (catalogue("a:1"), catalogue("b:1"));
+    a.link_up(T0, &uri("b:1"));
+    b.link_up(T0, &uri("a:1"));
+    let (svc, sub) = (ClientId(1), ClientId(2));
+    b.client_connected(sub, false);
+    b.client_message(T0, sub, msg("8 %252F"));
+    a.client_connected(svc, true);
+    a.client_message(T0, svc, msg(&format!("7 {wire} k=v")));
+    let lines = to_client(&pump(&mut [&mut b, &mut a]), sub);
+    assert!(
+        lines[1].starts_with(&format!("5 {wire} x-tvnetcs://a:1/ eu ")),
+        "{lines:?}"
+    );
+    let regex = regex::Regex::new("a%2Fb").unwrap();
+    for c in [&a, &b] {
+        let found = c.lookup(&regex);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].service.as_str(), text);
+        assert_eq!(found[0].service.name(), "a%2Fb");
+        assert_eq!(found[0].attrs.get("k"), Some("v"));
+    }
+    a.client_message(T0, svc, msg(&format!("UNREG_SERV {wire}")));
+    let lines = to_client(&pump(&mut [&mut b, &mut a]), sub);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!("6 {wire} x-tvnetcs://a:1/ eu ")),
+        "{lines:?}"
+    );
+    assert_eq!(b.services().count(), 0);
+}

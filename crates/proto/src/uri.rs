@@ -125,27 +125,45 @@ pub struct ServiceUri {
 impl ServiceUri {
     /// Parses and validates a service URI.
     pub fn parse(s: &str) -> Result<Self, UriError> {
-        let err = |reason| UriError {
+        let (authority_start, name_start, name_end) = Self::locate(s).map_err(|reason| UriError {
             what: "service URI",
             value: s.to_owned(),
             reason,
-        };
+        })?;
+        Ok(Self {
+            text: s.into(),
+            name_start: name_start as u16,
+            name_end: name_end as u16,
+            authority_start: authority_start as u16,
+        })
+    }
+
+    /// The service name (first path segment) of a URI text, if it is a
+    /// valid service URI; no allocation.
+    pub fn name_of(s: &str) -> Option<&str> {
+        let (_, start, end) = Self::locate(s).ok()?;
+        Some(&s[start..end])
+    }
+
+    /// Validates `s`; returns where the authority starts and where the name
+    /// starts and ends.
+    fn locate(s: &str) -> Result<(usize, usize, usize), &'static str> {
         if s.len() > MAX_URI_LEN {
-            return Err(err("longer than 2048 bytes"));
+            return Err("longer than 2048 bytes");
         }
         if s.chars().any(|c| c.is_control() || c == ' ') {
-            return Err(err("contains spaces or control characters"));
+            return Err("contains spaces or control characters");
         }
         let colon = s
             .find("://")
-            .ok_or_else(|| err("must be absolute: SCHEME://HOST[:PORT]/NAME"))?;
+            .ok_or("must be absolute: SCHEME://HOST[:PORT]/NAME")?;
         let scheme = &s[..colon];
         let scheme_ok = scheme.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
             && scheme
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
         if !scheme_ok {
-            return Err(err("scheme must match [A-Za-z][A-Za-z0-9+.-]*"));
+            return Err("scheme must match [A-Za-z][A-Za-z0-9+.-]*");
         }
         let authority_start = colon + 3;
         let after = &s[authority_start..];
@@ -153,7 +171,7 @@ impl ServiceUri {
         let authority = &after[..auth_len];
         let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
         if split_host_port(hostport).is_none() {
-            return Err(err("needs a host, optionally with :PORT"));
+            return Err("needs a host, optionally with :PORT");
         }
         let path = &after[auth_len..];
         let name = path
@@ -161,17 +179,10 @@ impl ServiceUri {
             .map(|p| &p[..p.find(['/', '?', '#']).unwrap_or(p.len())])
             .unwrap_or("");
         if name.is_empty() {
-            return Err(err(
-                "needs a path whose first segment names the service, as in tcp://host:8080/orders",
-            ));
+            return Err("needs a path whose first segment names the service, as in tcp://host:8080/orders");
         }
         let name_start = authority_start + auth_len + 1;
-        Ok(Self {
-            text: s.into(),
-            name_start: name_start as u16,
-            name_end: (name_start + name.len()) as u16,
-            authority_start: authority_start as u16,
-        })
+        Ok((authority_start, name_start, name_start + name.len()))
     }
 
     /// The service name: the first path segment.
@@ -269,6 +280,8 @@ mod tests {
         let s = ServiceUri::parse("http://u:p@host:80/api/v1?x=1").unwrap();
         assert_eq!((s.name(), s.instance()), ("api", "host:80"));
         let s = ServiceUri::parse("tcp://[::1]:9/x").unwrap();
+        assert_eq!(ServiceUri::name_of("tcp://[::1]:9/x/y"), Some("x"));
+        assert_eq!(ServiceUri::name_of("tcp://[::1]:9"), None);
         assert_eq!(s.instance(), "[::1]:9");
         for bad in [
             "tcp://h:1",

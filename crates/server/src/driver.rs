@@ -296,7 +296,10 @@ impl Driver {
             }
             Request::Services { name, reply } => {
                 let mut found: Vec<ServiceView> = match name {
-                    Some(n) => self.core.services_where(|s| s.name() == n).collect(),
+                    Some(n) => self
+                        .core
+                        .services_where(|s| ServiceUri::name_of(s) == Some(n.as_str()))
+                        .collect(),
                     None => self.core.services().collect(),
                 };
                 // Stored by owner; answered in URI order.

@@ -29,7 +29,11 @@ pub(crate) fn resource_version(core: &Catalogue, kind: &str, name: &str) -> Stri
         "app" => core
             .key(&format!("app/{name}"))
             .map_or_else(|| "absent".into(), |r| r.ts.to_string()),
-        _ => services_version(&core.services_where(|s| s.name() == name).collect::<Vec<_>>()),
+        _ => services_version(
+            &core
+                .services_where(|s| rarangi_proto::ServiceUri::name_of(s) == Some(name))
+                .collect::<Vec<_>>(),
+        ),
     }
 }
 

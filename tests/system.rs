@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rarangi_client::{register, Attrs, Connection, Endpoint, Options};
-use rarangi_proto::Message;
+use rarangi_proto::{Message, ServiceUri};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -232,6 +232,55 @@ async fn raw(addr: &str, bytes: &[u8]) -> (Vec<String>, bool) {
             Err(_) => return (lines, false),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_lookups_get_whole_snapshots_in_order_and_see_every_change() {
+    let a = Cat::start("development", "c1", &[]);
+    let mut owner = Connection::connect(&a.opts()).await.unwrap();
+    let service = |i: u32| ServiceUri::parse(&format!("tcp://10.0.0.{i}:80/orders")).unwrap();
+    let reg = |i: u32| Message::RegServ {
+        service: service(i),
+        attrs: Attrs::default(),
+    };
+    owner.request(&reg(1)).await.unwrap();
+    owner.request(&reg(2)).await.unwrap();
+    // Three lookups and a heartbeat in one write. Snapshots are encoded once
+    // and shared; each answer must still be whole and in order: the
+    // records, the SUB_SERV marker, the UNSUB_SERV echo.
+    let ask = "8 orders\n12 orders\n".repeat(3) + "1\n";
+    let kinds = |lines: &[String]| -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| l.split(' ').next().unwrap().to_owned())
+            .collect()
+    };
+    // Three times: `records` ADD_SERV lines, the marker, the echo; then the
+    // heartbeat's answer.
+    let shape = |records: usize| -> Vec<String> {
+        let one = std::iter::repeat_n("5", records).chain(["8", "12"]);
+        one.clone()
+            .chain(one.clone())
+            .chain(one)
+            .chain(["1"])
+            .map(String::from)
+            .collect()
+    };
+    let (lines, _) = raw(&a.addr, ask.as_bytes()).await;
+    assert_eq!(kinds(&lines), shape(2), "{lines:?}");
+    assert_eq!(lines[..4], lines[4..8], "the same answer twice");
+    assert_eq!(lines[..4], lines[8..12]);
+
+    // A change between lookups: every later answer shows it.
+    owner.request(&reg(3)).await.unwrap();
+    let (lines, _) = raw(&a.addr, ask.as_bytes()).await;
+    assert_eq!(kinds(&lines), shape(3), "{lines:?}");
+    owner
+        .request(&Message::UnregServ { service: service(1) })
+        .await
+        .unwrap();
+    let want: BTreeSet<String> = [2, 3].map(|i| service(i).to_string()).into();
+    assert_eq!(lookup(&a, "orders").await, want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

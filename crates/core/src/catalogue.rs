@@ -1215,8 +1215,11 @@ impl Catalogue {
             }
             fresh
         });
-        for m in snapshot.iter() {
-            self.send_client(client, m.clone());
+        if !snapshot.is_empty() {
+            self.out.push(Output::ToClientMany {
+                client,
+                msgs: snapshot,
+            });
         }
         self.send_client(client, Message::SubServ { regex: source });
     }

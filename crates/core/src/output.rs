@@ -1,6 +1,7 @@
 //! What the state machine asks its driver to do.
 
 use rarangi_proto::{CatalogueUri, Message, Ts};
+use std::sync::Arc;
 
 use crate::item::KeyRecord;
 
@@ -25,6 +26,15 @@ pub enum Output {
         /// The message.
         msg: Message,
     },
+    /// Send several messages to a client, in order: a subscription's
+    /// snapshot. The slice is shared with the state machine's cache, so a
+    /// driver may cache its encoding while the slice is alive.
+    ToClientMany {
+        /// The client.
+        client: ClientId,
+        /// The messages.
+        msgs: Arc<[Message]>,
+    },
     /// Close a client connection (after sending what was queued).
     CloseClient {
         /// The client.
@@ -36,6 +46,18 @@ pub enum Output {
     Persist(PersistOp),
     /// Something an operator should see in the log.
     Notice(Notice),
+}
+
+impl Output {
+    /// The client and the messages for it, in order, of a `ToClient` or
+    /// `ToClientMany`.
+    pub fn client_messages(&self) -> Option<(ClientId, &[Message])> {
+        match self {
+            Output::ToClient { client, msg } => Some((*client, std::slice::from_ref(msg))),
+            Output::ToClientMany { client, msgs } => Some((*client, msgs)),
+            _ => None,
+        }
+    }
 }
 
 /// A change to the durable state (configuration).

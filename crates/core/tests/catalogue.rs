@@ -24,10 +24,9 @@ fn msg(line: &str) -> Message {
 
 fn to_client(outs: &[Output], id: ClientId) -> Vec<String> {
     outs.iter()
-        .filter_map(|o| match o {
-            Output::ToClient { client, msg } if *client == id => Some(msg.encode()),
-            _ => None,
-        })
+        .filter_map(Output::client_messages)
+        .filter(|(client, _)| *client == id)
+        .flat_map(|(_, msgs)| msgs.iter().map(Message::encode))
         .collect()
 }
 

@@ -12,18 +12,21 @@ fn must_escape(b: u8) -> bool {
 }
 
 /// Appends `s` to `out`, escaping what the framing rules or `extra` name.
+/// Runs that need no escaping (usually the whole field) are copied at once.
 pub(crate) fn encode_into(out: &mut String, s: &str, extra: impl Fn(u8) -> bool) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for ch in s.chars() {
-        match u8::try_from(ch) {
-            Ok(b) if b.is_ascii() && (must_escape(b) || extra(b)) => {
-                out.push('%');
-                out.push(char::from(HEX[usize::from(b >> 4)]));
-                out.push(char::from(HEX[usize::from(b & 0xf)]));
-            }
-            _ => out.push(ch),
+    let mut run = 0;
+    for (i, b) in s.bytes().enumerate() {
+        // Escaped bytes are ASCII, so `i` is always a char boundary here.
+        if b.is_ascii() && (must_escape(b) || extra(b)) {
+            out.push_str(&s[run..i]);
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+            run = i + 1;
         }
     }
+    out.push_str(&s[run..]);
 }
 
 /// Percent-encodes one field so it contains no space, CR, LF or bare `%`.

@@ -32,11 +32,30 @@ pub(crate) enum Origin {
 /// (a big snapshot) is served and one that is stuck is dropped.
 #[derive(Debug, Clone)]
 pub(crate) struct Handle {
-    tx: mpsc::UnboundedSender<String>,
+    tx: mpsc::UnboundedSender<Out>,
     pub(crate) close: CancellationToken,
     pending: Arc<AtomicUsize>,
     progress_ms: Arc<AtomicU64>,
     limit: usize,
+}
+
+/// What a connection's writer is given.
+#[derive(Debug)]
+enum Out {
+    /// One line, without its newline.
+    Line(String),
+    /// Several lines, each with its newline, shared between connections:
+    /// a subscription snapshot encoded once.
+    Block(Arc<str>, usize),
+}
+
+impl Out {
+    fn lines(&self) -> usize {
+        match self {
+            Out::Line(_) => 1,
+            Out::Block(_, n) => *n,
+        }
+    }
 }
 
 /// How long a connection over its backlog limit may go without writing
@@ -49,9 +68,18 @@ impl Handle {
     /// Queues a line. Err(reason) when the reader is stuck or far behind:
     /// the caller closes the connection.
     pub(crate) fn send(&self, line: String) -> Result<(), String> {
-        self.pending.fetch_add(1, Ordering::Relaxed);
+        self.queue(Out::Line(line))
+    }
+
+    /// Queues `lines` lines already encoded, each ending in a newline.
+    pub(crate) fn send_block(&self, text: Arc<str>, lines: usize) -> Result<(), String> {
+        self.queue(Out::Block(text, lines))
+    }
+
+    fn queue(&self, out: Out) -> Result<(), String> {
+        self.pending.fetch_add(out.lines(), Ordering::Relaxed);
         self.stalled().map_or(Ok(()), Err)?;
-        self.tx.send(line).map_err(|_| "connection closed".to_owned())
+        self.tx.send(out).map_err(|_| "connection closed".to_owned())
     }
 
     /// Why this connection should be dropped, if it should: over its
@@ -168,7 +196,7 @@ fn may_register(origin: Origin, allow: &[ipnet::IpNet]) -> bool {
 /// on close writes what is still queued before shutting down.
 async fn writer<W: AsyncWrite + Unpin>(
     w: W,
-    mut rx: mpsc::UnboundedReceiver<String>,
+    mut rx: mpsc::UnboundedReceiver<Out>,
     heartbeat: Option<Duration>,
     close: CancellationToken,
     progress: (Arc<AtomicUsize>, Arc<AtomicU64>),
@@ -196,8 +224,8 @@ async fn writer<W: AsyncWrite + Unpin>(
                 }
             }
             _ = close.cancelled() => {
-                while let Ok(line) = rx.try_recv() {
-                    if w.write_all(line.as_bytes()).await.is_err() || w.write_all(b"\n").await.is_err() {
+                while let Ok(out) = rx.try_recv() {
+                    if write_out(&mut w, &out).await.is_err() {
                         break;
                     }
                 }
@@ -214,20 +242,28 @@ async fn writer<W: AsyncWrite + Unpin>(
 /// returns how many lines went out.
 async fn write_batch<W: AsyncWrite + Unpin>(
     w: &mut BufWriter<W>,
-    first: String,
-    rx: &mut mpsc::UnboundedReceiver<String>,
+    first: Out,
+    rx: &mut mpsc::UnboundedReceiver<Out>,
 ) -> std::io::Result<usize> {
-    w.write_all(first.as_bytes()).await?;
-    w.write_all(b"\n").await?;
-    let mut n = 1;
+    let mut n = write_out(w, &first).await?;
     while n < 1024 {
-        let Ok(line) = rx.try_recv() else { break };
-        w.write_all(line.as_bytes()).await?;
-        w.write_all(b"\n").await?;
-        n += 1;
+        let Ok(out) = rx.try_recv() else { break };
+        n += write_out(w, &out).await?;
     }
     w.flush().await?;
     Ok(n)
+}
+
+/// Writes one queued item; returns how many lines it held.
+async fn write_out<W: AsyncWrite + Unpin>(w: &mut BufWriter<W>, out: &Out) -> std::io::Result<usize> {
+    match out {
+        Out::Line(line) => {
+            w.write_all(line.as_bytes()).await?;
+            w.write_all(b"\n").await?;
+        }
+        Out::Block(text, _) => w.write_all(text.as_bytes()).await?,
+    }
+    Ok(out.lines())
 }
 
 fn spawn_writer<W: AsyncWrite + Unpin + Send + 'static>(

@@ -113,6 +113,9 @@ const WATCH_CLIENT: ClientId = ClientId(u64::MAX);
 /// HTTP registrations are pseudo-clients numbered down from here.
 const HTTP_CLIENTS: u64 = u64::MAX - 1;
 
+/// Most events handled before outputs are written out (see `run`).
+const EVENT_BATCH: usize = 256;
+
 struct HttpReg {
     client: ClientId,
     expires_ms: u64,
@@ -142,6 +145,9 @@ pub(crate) struct Driver {
     live_paths: HashSet<u64>,
     changes: broadcast::Sender<Change>,
     hooks: Hooks,
+    /// Encoded subscription snapshots, by the core's shared slice (kept
+    /// alive here, so its address is not reused while cached).
+    snapshot_text: HashMap<usize, (Arc<[Message]>, Arc<str>)>,
 }
 
 impl Driver {
@@ -175,6 +181,7 @@ impl Driver {
             path_index: BTreeMap::new(),
             live_paths,
             hooks: Hooks::default(),
+            snapshot_text: HashMap::new(),
         }
     }
 
@@ -184,7 +191,17 @@ impl Driver {
         loop {
             tokio::select! {
                 ev = events.recv() => match ev {
-                    Some(ev) => self.on_event(ev),
+                    Some(ev) => {
+                        self.on_event(ev);
+                        // Handle what is already queued before writing
+                        // out, so each connection is woken once per batch
+                        // rather than once per line.
+                        for _ in 1..EVENT_BATCH {
+                            let Ok(ev) = events.try_recv() else { break };
+                            self.on_event(ev);
+                        }
+                        let _ = self.dispatch();
+                    }
                     None => break,
                 },
                 _ = tick.tick() => {
@@ -265,7 +282,6 @@ impl Driver {
             }
             Event::Api(req) => self.on_request(req),
         }
-        let _ = self.dispatch();
     }
 
     fn on_request(&mut self, req: Request) {
@@ -489,6 +505,19 @@ impl Driver {
                             self.drop_client(client.0, &format!("client cannot keep up: {why}"));
                         }
                     }
+                    Output::ToClientMany { client, msgs } if client == WATCH_CLIENT => {
+                        changes.extend(msgs.iter().filter_map(service_change));
+                    }
+                    Output::ToClientMany { client, .. } if client.0 >= self.next_http_client => {}
+                    Output::ToClientMany { client, msgs } => {
+                        if !self.clients.contains_key(&client.0) {
+                            continue;
+                        }
+                        let text = self.snapshot_text(msgs.clone());
+                        if let Err(why) = self.clients[&client.0].send_block(text, msgs.len()) {
+                            self.drop_client(client.0, &format!("client cannot keep up: {why}"));
+                        }
+                    }
                     Output::CloseClient { client, reason } => self.drop_client(client.0, &reason),
                     Output::Persist(op) => {
                         if let PersistOp::Key(rec) = &op {
@@ -603,6 +632,40 @@ fn path_hash(path: &str) -> u64 {
 
 fn instance_path(service: &ServiceUri) -> String {
     format!("/srv/{}/{}", service.name(), service.instance())
+}
+
+/// Snapshots whose encoding is kept (each at most the core's snapshot cache
+/// limit of lines).
+const SNAPSHOT_TEXTS: usize = 256;
+
+impl Driver {
+    /// The encoded lines of a snapshot, encoded once while the core keeps
+    /// the same snapshot cached (until the next visible change).
+    fn snapshot_text(&mut self, msgs: Arc<[Message]>) -> Arc<str> {
+        let id = Arc::as_ptr(&msgs).cast::<Message>() as usize;
+        if let Some((_, text)) = self.snapshot_text.get(&id) {
+            return text.clone();
+        }
+        let mut text = String::new();
+        for m in msgs.iter() {
+            text.push_str(&m.encode());
+            text.push('\n');
+        }
+        let text: Arc<str> = text.into();
+        // Held by the core's cache too (strong count above 2 with the
+        // output's copy): worth keeping.
+        if Arc::strong_count(&msgs) > 2 {
+            if self.snapshot_text.len() >= SNAPSHOT_TEXTS {
+                // Forget snapshots the core no longer holds.
+                self.snapshot_text.retain(|_, (m, _)| Arc::strong_count(m) > 1);
+                if self.snapshot_text.len() >= SNAPSHOT_TEXTS {
+                    self.snapshot_text.clear();
+                }
+            }
+            self.snapshot_text.insert(id, (msgs, text.clone()));
+        }
+        text
+    }
 }
 
 fn service_change(msg: &Message) -> Option<(String, bool)> {

@@ -580,6 +580,11 @@ impl Net {
                     );
                 }
                 Output::ToClient { client, msg } => self.deliver_to_client(client, msg),
+                Output::ToClientMany { client, msgs } => {
+                    for msg in msgs.iter() {
+                        self.deliver_to_client(client, msg.clone());
+                    }
+                }
                 Output::CloseClient { client, .. } => self.disconnect_client(client),
                 Output::Persist(op) => {
                     if let PersistOp::Key(rec) = &op {

@@ -137,7 +137,7 @@ fn say(sink: &mut String, c: &mut Catalogue, id: ClientId, who: &str, line: &str
 
 fn show_clients(sink: &mut String, c: &mut Catalogue, name: &str) {
     for o in c.drain() {
-        if let Output::ToClient { msg, .. } = o {
+        for msg in o.client_messages().map_or(&[][..], |(_, m)| m) {
             say_line!(sink, "{name}→client  {}", msg.encode());
         }
     }
@@ -167,8 +167,11 @@ fn pump(
                         }
                         moved = true;
                     }
-                    Output::ToClient { msg, .. } => say_line!(sink, "{from}→client  {}", msg.encode()),
-                    _ => {}
+                    other => {
+                        for msg in other.client_messages().map_or(&[][..], |(_, m)| m) {
+                            say_line!(sink, "{from}→client  {}", msg.encode());
+                        }
+                    }
                 }
             }
         }

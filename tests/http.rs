@@ -294,6 +294,56 @@ async fn webhooks_arrive_after_the_receiver_returns_even_if_the_leader_dies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_webhooks_follow_the_instances_and_nothing_else() {
+    let a = Cat::start("development", "c1", &[]);
+    let b = Cat::start("development", "c1", &[&a.addr]);
+    eventually_json(&a.http, "/v1/topology", "linked", |_, v| {
+        v["reachable"].as_array().is_some_and(|r| r.len() == 2)
+    })
+    .await;
+    let addr = fresh_addr();
+    let r = Receiver::start(&addr).await;
+    let hook = json!({"name": "orders-hook", "endpoint": format!("http://{addr}/")});
+    let (s, _, body) = http(
+        &b.http,
+        "POST",
+        "/srv/orders/web-hooks",
+        Some(hook.to_string().as_bytes()),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    let whats = || -> Vec<String> {
+        r.got()
+            .iter()
+            .map(|n| n["what"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+
+    let mut one = spawn_register(&b, "tcp://10.0.0.1:80/orders");
+    eventually("created", || whats() == ["created"]).await;
+    let mut two = spawn_register(&a, "tcp://10.0.0.2:80/orders");
+    eventually("updated", || whats() == ["created", "updated"]).await;
+    // Another service changes: nothing is sent for this hook.
+    let mut other = spawn_register(&a, "tcp://10.0.0.3:80/billing");
+    eventually_lookup(&b, "billing", &["tcp://10.0.0.3:80/billing"]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(whats(), ["created", "updated"]);
+    for p in [&mut one, &mut two, &mut other] {
+        p.kill().unwrap();
+        p.wait().unwrap();
+    }
+    eventually("deleted", || {
+        whats().last().map(String::as_str) == Some("deleted")
+    })
+    .await;
+    assert!(
+        r.got()[0]["uri"].as_str().unwrap().ends_with("/srv/orders"),
+        "{:?}",
+        r.got()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_queries_wake_on_change_and_sse_streams_changes() {
     let a = Cat::start("development", "c1", &[]);
     let b = Cat::start("development", "c1", &[&a.addr]);

@@ -532,6 +532,20 @@ impl Catalogue {
             .collect()
     }
 
+    /// Live configuration records whose key starts with `prefix`, ordered
+    /// by key.
+    pub fn keys_with_prefix(&self, prefix: &str) -> Vec<KeyRecord> {
+        // Fields are encoded character by character, so the encoded prefix
+        // is a prefix of every encoded key that starts with `prefix`.
+        let start = ItemKey::Key(prefix.to_owned()).sort_key();
+        self.db
+            .range(start.clone()..)
+            .take_while(|(k, _)| k.starts_with(&start))
+            .filter_map(|(_, i)| KeyRecord::from_value(&i.value, i.ts))
+            .filter(|r| r.value.is_some())
+            .collect()
+    }
+
     /// Number of stored items, tombstones included.
     pub fn item_count(&self) -> usize {
         self.db.len()

@@ -342,6 +342,25 @@ fn configuration_is_persisted_and_restored() {
     assert!(matches!(&durable.collected[..], [(k, _)] if k == "app/orders"));
 }
 
+#[test]
+fn keys_with_a_prefix_are_listed_without_the_rest() {
+    let mut a = catalogue("a:1");
+    for k in [
+        "app/x",
+        "hook/srv/orders/h1",
+        "hook/app/x/h2",
+        "hookstate/srv/orders/h1",
+        "hook/srv/gone/h3",
+    ] {
+        a.set_key(T0, k, "{}").unwrap();
+    }
+    a.del_key(T0, "hook/srv/gone/h3").unwrap();
+    let keys: Vec<String> = a.keys_with_prefix("hook/").into_iter().map(|r| r.key).collect();
+    assert_eq!(keys, ["hook/app/x/h2", "hook/srv/orders/h1"]);
+    assert_eq!(a.keys_with_prefix("app/").len(), 1);
+    assert!(a.keys_with_prefix("nothing/").is_empty());
+}
+
 /// Two writes of one key with the same timestamp from two origins, each
 /// held on one side: reconciliation on link-up must settle on the same
 /// winner (higher origin URI), not take them for equal.

@@ -399,7 +399,9 @@ impl Driver {
     /// Starts the webhook deliveries that are due (only on the leader).
     fn run_hooks(&mut self) {
         let base = self.shared.http_base.clone();
-        for d in self.hooks.due(&self.core, &base, now_ms()) {
+        let path_index = &self.path_index;
+        let index_of = |path: &str| path_index.get(path).copied().unwrap_or(0);
+        for d in self.hooks.due(&self.core, &base, now_ms(), index_of) {
             let events = self.shared.events.clone();
             tokio::spawn(async move {
                 let ok = crate::hooks::post(&d.endpoint, &d.body).await;

@@ -6,7 +6,7 @@
 //! the new marker. A leader that dies mid-retry leaves the marker behind, so
 //! the next leader delivers: at least once, and nothing when nothing changed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use rarangi_core::{Catalogue, ServiceView};
@@ -64,21 +64,42 @@ pub(crate) struct Delivery {
     pub(crate) body: String,
 }
 
-/// Per-hook retry state on the leader.
+/// Per-hook retry state on the leader, and the hooked resources' versions.
 #[derive(Debug, Default)]
 pub(crate) struct Hooks {
     inflight: BTreeSet<String>,
     retry: BTreeMap<String, (u64, u64)>,
+    /// `KIND/NAME` → (its local change index, its version then): a service's
+    /// version takes a scan of every service, so it is only recomputed
+    /// after the service changed.
+    versions: HashMap<String, (u64, String)>,
 }
 
 impl Hooks {
-    /// The deliveries due now (none unless we lead).
-    pub(crate) fn due(&mut self, core: &Catalogue, base_uri: &str, now_ms: u64) -> Vec<Delivery> {
+    /// The deliveries due now (none unless we lead). `change_index` gives a
+    /// resource's last local change index from its API path (`/srv/NAME`,
+    /// `/app/NAME`).
+    pub(crate) fn due(
+        &mut self,
+        core: &Catalogue,
+        base_uri: &str,
+        now_ms: u64,
+        change_index: impl Fn(&str) -> u64,
+    ) -> Vec<Delivery> {
         if core.leader() != &core.config().uri {
             return Vec::new();
         }
         let mut out = Vec::new();
-        for rec in core.keys().into_iter().filter(|r| r.key.starts_with("hook/")) {
+        let hooks = core.keys_with_prefix("hook/");
+        // Forget the versions of resources no longer hooked.
+        self.versions.retain(|resource, _| {
+            hooks.iter().any(|r| {
+                r.key
+                    .strip_prefix("hook/")
+                    .is_some_and(|k| k.starts_with(&format!("{resource}/")))
+            })
+        });
+        for rec in hooks {
             let mut parts = rec.key.splitn(4, '/').skip(1);
             let (Some(kind), Some(name), Some(hook)) = (parts.next(), parts.next(), parts.next()) else {
                 continue;
@@ -88,7 +109,16 @@ impl Hooks {
             {
                 continue;
             }
-            let version = resource_version(core, kind, name);
+            let resource = format!("{kind}/{name}");
+            let index = change_index(&format!("/{resource}"));
+            let version = match self.versions.get(&resource) {
+                Some((at, v)) if *at == index => v.clone(),
+                _ => {
+                    let v = resource_version(core, kind, name);
+                    self.versions.insert(resource, (index, v.clone()));
+                    v
+                }
+            };
             let last = core
                 .key(&marker)
                 .and_then(|r| r.value)

@@ -128,7 +128,7 @@ pub struct Catalogue {
     regained: Vec<CatalogueUri>,
     leader: CatalogueUri,
     /// Cluster names, shared by the service items that carry them.
-    clusters: BTreeSet<Arc<str>>,
+    clusters: BTreeMap<String, Arc<String>>,
     topo_dirty: bool,
     /// Service items to recheck for visibility (each item's `shown` flag
     /// says what subscribers were last told).
@@ -177,7 +177,7 @@ impl Catalogue {
             reachable: BTreeSet::from([me.clone()]),
             regained: Vec::new(),
             leader: me.clone(),
-            clusters: BTreeSet::from([Arc::from(cfg.cluster.as_str())]),
+            clusters: BTreeMap::from([(cfg.cluster.clone(), Arc::new(cfg.cluster.clone()))]),
             topo_dirty: true,
             dirty_services: BTreeSet::new(),
             regex_cache: std::collections::HashMap::new(),
@@ -691,9 +691,9 @@ impl Catalogue {
     /// A configuration version written here; None deletes.
     fn key_entry(&self, key: &str, value: Option<String>) -> (String, Value) {
         let v = Value::Key {
-            key: key.to_owned(),
+            key: key.into(),
             origin: self.cfg.uri.clone(),
-            value,
+            value: value.map(Into::into),
         };
         (ItemKey::Key(key.to_owned()).sort_key(), v)
     }
@@ -755,7 +755,7 @@ impl Catalogue {
                 self.dirty_services.insert(key.clone());
             }
             Value::Key { key: name, .. } => {
-                self.collected_keys.remove(name);
+                self.collected_keys.remove(&**name);
                 if let Some(rec) = KeyRecord::from_value(&item.value, item.ts) {
                     self.out.push(Output::Persist(PersistOp::Key(rec)));
                 }
@@ -779,12 +779,12 @@ impl Catalogue {
     }
 
     /// The shared copy of a cluster name.
-    fn intern_cluster(&mut self, name: &str) -> Arc<str> {
+    fn intern_cluster(&mut self, name: &str) -> Arc<String> {
         if let Some(c) = self.clusters.get(name) {
             return c.clone();
         }
-        let c: Arc<str> = Arc::from(name);
-        self.clusters.insert(c.clone());
+        let c = Arc::new(name.to_owned());
+        self.clusters.insert(name.to_owned(), c.clone());
         c
     }
 
@@ -988,7 +988,7 @@ impl Catalogue {
             },
             None => {
                 let refused = match &value {
-                    Value::Key { key, .. } => self.collected_keys.get(key).is_some_and(|&c| ts <= c),
+                    Value::Key { key, .. } => self.collected_keys.get(&**key).is_some_and(|&c| ts <= c),
                     Value::Catalogue { .. } => false,
                     _ => self.volatile_horizon.refuses(&origin, ts),
                 };

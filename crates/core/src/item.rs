@@ -65,15 +65,17 @@ pub(crate) enum Value {
     },
     Service {
         catalogue: CatalogueUri,
-        cluster: Arc<str>,
+        /// Shared among services of one cluster; a thin pointer keeps the
+        /// item within 96 bytes.
+        cluster: Arc<String>,
         /// None for a tombstone.
         attrs: Option<Attrs>,
     },
     Key {
-        key: String,
+        key: Box<str>,
         origin: CatalogueUri,
         /// None for a tombstone.
-        value: Option<String>,
+        value: Option<Box<str>>,
     },
 }
 
@@ -159,7 +161,7 @@ impl Value {
             let key = ItemKey::Service(service, catalogue.clone()).sort_key();
             let value = Value::Service {
                 catalogue,
-                cluster: cluster.into(),
+                cluster: Arc::new(cluster),
                 attrs,
             };
             (key, value)
@@ -206,16 +208,16 @@ impl Value {
             } => (
                 ItemKey::Key(key.clone()).sort_key(),
                 Value::Key {
-                    key,
+                    key: key.into(),
                     origin,
-                    value: Some(value),
+                    value: Some(value.into()),
                 },
                 ts,
             ),
             Message::DelKey { key, origin, ts } => (
                 ItemKey::Key(key.clone()).sort_key(),
                 Value::Key {
-                    key,
+                    key: key.into(),
                     origin,
                     value: None,
                 },
@@ -276,16 +278,20 @@ impl Value {
                 origin,
                 value: Some(value),
             } => Message::SetKey {
-                key,
+                key: key.into(),
                 origin,
                 ts,
-                value,
+                value: value.into(),
             },
             Value::Key {
                 key,
                 origin,
                 value: None,
-            } => Message::DelKey { key, origin, ts },
+            } => Message::DelKey {
+                key: key.into(),
+                origin,
+                ts,
+            },
         }
     }
 }
@@ -356,10 +362,10 @@ impl KeyRecord {
     pub(crate) fn from_value(value: &Value, ts: Ts) -> Option<Self> {
         match value {
             Value::Key { key, origin, value } => Some(Self {
-                key: key.clone(),
+                key: key.to_string(),
                 origin: origin.clone(),
                 ts,
-                value: value.clone(),
+                value: value.as_deref().map(str::to_owned),
             }),
             _ => None,
         }
@@ -368,9 +374,9 @@ impl KeyRecord {
     /// The record's sort key and value.
     pub(crate) fn to_entry(&self) -> (String, Value) {
         let value = Value::Key {
-            key: self.key.clone(),
+            key: self.key.as_str().into(),
             origin: self.origin.clone(),
-            value: self.value.clone(),
+            value: self.value.as_deref().map(Into::into),
         };
         (ItemKey::Key(self.key.clone()).sort_key(), value)
     }
@@ -406,11 +412,11 @@ mod size_tests {
     use super::*;
 
     /// A catalogue holds one boxed Item per replicated service: keep it in
-    /// the 112-byte allocation class (docs/BENCHMARKS.md, Scale).
+    /// the 96-byte allocation class (docs/BENCHMARKS.md, Scale).
     #[test]
-    fn an_item_fits_in_112_bytes() {
+    fn an_item_fits_in_96_bytes() {
         assert!(
-            std::mem::size_of::<Item>() <= 112,
+            std::mem::size_of::<Item>() <= 96,
             "Item is {} bytes",
             std::mem::size_of::<Item>()
         );

@@ -128,7 +128,7 @@ async fn configuration_replicates_and_survives_killing_every_catalogue() {
 async fn concurrent_writes_on_both_sides_of_a_partition_agree_after_heal() {
     let a = Cat::start("development", "west", &[]);
     let b = Cat::start("development", "east", &[]);
-    let proxy = Proxy::start(&b.addr).await;
+    let proxy = proxy_to(&b.addr).await;
     let a2 = Cat::start("development", "west", &[&a.addr, &proxy.addr]);
     assert_eq!(put(&a.http, "/app/x", json!({"config": "before"})).await, 201);
     eventually_json(&b.http, "/app/x", "initial value everywhere", |_, v| {

@@ -141,7 +141,7 @@ async fn client_reregisters_after_restart_and_fails_over_between_sides() {
 async fn partition_through_a_proxy_withdraws_both_ways_and_heals() {
     let a = Cat::start("development", "west", &[]);
     let b = Cat::start("development", "east", &[]);
-    let proxy = Proxy::start(&b.addr).await;
+    let proxy = proxy_to(&b.addr).await;
     let a2 = Cat::start("development", "west", &[&a.addr, &proxy.addr]);
     let _ra = register(&a.opts(), "tcp://10.1.0.1:80/orders", Attrs::default())
         .await
@@ -184,7 +184,7 @@ async fn partition_through_a_proxy_withdraws_both_ways_and_heals() {
 async fn environments_never_link_and_are_not_redialled() {
     let prod_addr = fresh_addr();
     let staging = Cat::start("staging", "c1", &[&prod_addr]);
-    let proxy = Proxy::start(&staging.addr).await;
+    let proxy = proxy_to(&staging.addr).await;
     let prod = Cat::start_at(&prod_addr, "production", "c1", &[&proxy.addr]);
     let _r = register(&staging.opts(), "tcp://10.0.0.5:80/orders", Attrs::default())
         .await

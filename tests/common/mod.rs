@@ -6,15 +6,14 @@ use std::collections::BTreeSet;
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+pub use rarangi_bench::harness::Proxy;
 use rarangi_client::{subscribe, Connection, Endpoint, Event, Options};
 use rarangi_proto::Message;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rarangi");
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -261,96 +260,9 @@ pub fn spawn_register(cat: &Cat, service: &str) -> Child {
         .expect("start rarangi register")
 }
 
-/// A TCP proxy between two catalogues that the test can cut (blackhole:
-/// connections stay open but carry nothing, so only heartbeats tell) and
-/// heal.
-pub struct Proxy {
-    pub addr: String,
-    cut: Arc<AtomicBool>,
-    pub accepted: Arc<AtomicUsize>,
-    epoch: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    pub async fn start(target: &str) -> Proxy {
-        let addr = fresh_addr();
-        let listener = TcpListener::bind(&addr).await.unwrap();
-        let cut = Arc::new(AtomicBool::new(false));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let epoch = Arc::new(AtomicUsize::new(0));
-        let (t, c, a, e) = (target.to_owned(), cut.clone(), accepted.clone(), epoch.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                a.fetch_add(1, Ordering::SeqCst);
-                let (t, c, e) = (t.clone(), c.clone(), e.clone());
-                tokio::spawn(async move {
-                    let my_epoch = e.load(Ordering::SeqCst);
-                    let Ok(outbound) = TcpStream::connect(&t).await else {
-                        return;
-                    };
-                    let (ri, wi) = inbound.into_split();
-                    let (ro, wo) = outbound.into_split();
-                    tokio::select! {
-                        _ = pipe(ri, wo, c.clone(), e.clone(), my_epoch) => {}
-                        _ = pipe(ro, wi, c, e, my_epoch) => {}
-                    }
-                });
-            }
-        });
-        Proxy {
-            addr,
-            cut,
-            accepted,
-            epoch,
-            task,
-        }
-    }
-
-    pub fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-    }
-
-    /// Heal: drop the blackholed connections so fresh ones form.
-    pub fn heal(&self) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.cut.store(false, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Copies bytes while the proxy is healed; while cut, reads and drops them
-/// (the connection stays open but silent); closes once the proxy has been
-/// healed after the connection was made (a new epoch).
-async fn pipe(
-    mut r: tokio::net::tcp::OwnedReadHalf,
-    mut w: tokio::net::tcp::OwnedWriteHalf,
-    cut: Arc<AtomicBool>,
-    epoch: Arc<AtomicUsize>,
-    mine: usize,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut check = tokio::time::interval(Duration::from_millis(50));
-    loop {
-        if epoch.load(Ordering::SeqCst) != mine {
-            return;
-        }
-        tokio::select! {
-            n = r.read(&mut buf) => {
-                let n = match n { Ok(0) | Err(_) => return, Ok(n) => n };
-                if !cut.load(Ordering::SeqCst) && w.write_all(&buf[..n]).await.is_err() {
-                    return;
-                }
-            }
-            _ = check.tick() => {}
-        }
-    }
+/// A fault-injecting proxy to `target` on a fresh address of this test.
+pub async fn proxy_to(target: &str) -> Proxy {
+    Proxy::start(&fresh_addr(), target)
+        .await
+        .expect("start the proxy")
 }

@@ -3,13 +3,15 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rarangi_client::{Connection, Endpoint, Options};
 use rarangi_proto::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -236,65 +238,98 @@ pub fn proc_stats(pid: u32) -> (u64, u64) {
     (rss, cpu)
 }
 
-/// A TCP forwarder that can go silent: while cut it swallows bytes both
-/// ways and keeps the connections open, as a network partition does, so
-/// the catalogues notice only by missing heartbeats.
-pub struct Blackhole {
+/// A TCP proxy between two catalogues that can be cut (blackhole:
+/// connections stay open but carry nothing, as in a network partition, so
+/// only missing heartbeats tell) and healed. Used by the benchmarks and the
+/// whole-system tests.
+pub struct Proxy {
     pub addr: String,
-    cut: Arc<std::sync::atomic::AtomicBool>,
+    cut: Arc<AtomicBool>,
+    pub accepted: Arc<AtomicUsize>,
+    epoch: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Blackhole {
-    pub async fn start(target: &str) -> Result<Blackhole> {
-        let addr = fresh_addr();
-        let listener = tokio::net::TcpListener::bind(&addr).await?;
-        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (target, c) = (target.to_owned(), cut.clone());
+impl Proxy {
+    /// Listens on `listen` and forwards each connection to `target`.
+    pub async fn start(listen: &str, target: &str) -> std::io::Result<Proxy> {
+        let addr = listen.to_owned();
+        let listener = TcpListener::bind(&addr).await?;
+        let cut = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let epoch = Arc::new(AtomicUsize::new(0));
+        let (t, c, a, e) = (target.to_owned(), cut.clone(), accepted.clone(), epoch.clone());
         let task = tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                let (target, c) = (target.clone(), c.clone());
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                a.fetch_add(1, Ordering::SeqCst);
+                let (t, c, e) = (t.clone(), c.clone(), e.clone());
                 tokio::spawn(async move {
-                    let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
+                    let my_epoch = e.load(Ordering::SeqCst);
+                    let Ok(outbound) = TcpStream::connect(&t).await else {
                         return;
                     };
                     let (ri, wi) = inbound.into_split();
                     let (ro, wo) = outbound.into_split();
                     tokio::select! {
-                        _ = forward(ri, wo, c.clone()) => {}
-                        _ = forward(ro, wi, c) => {}
+                        _ = pipe(ri, wo, c.clone(), e.clone(), my_epoch) => {}
+                        _ = pipe(ro, wi, c, e, my_epoch) => {}
                     }
                 });
             }
         });
-        Ok(Blackhole { addr, cut, task })
+        Ok(Proxy {
+            addr,
+            cut,
+            accepted,
+            epoch,
+            task,
+        })
     }
 
     pub fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
     }
+
+    /// Heal: drop the blackholed connections so fresh ones form.
+    pub fn heal(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.cut.store(false, Ordering::SeqCst);
+    }
 }
 
-impl Drop for Blackhole {
+impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-async fn forward(
+/// Copies bytes while the proxy is healed; while cut, reads and drops them
+/// (the connection stays open but silent); closes once the proxy has been
+/// healed after the connection was made (a new epoch).
+async fn pipe(
     mut r: tokio::net::tcp::OwnedReadHalf,
     mut w: tokio::net::tcp::OwnedWriteHalf,
-    cut: Arc<std::sync::atomic::AtomicBool>,
+    cut: Arc<AtomicBool>,
+    epoch: Arc<AtomicUsize>,
+    mine: usize,
 ) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; 16 * 1024];
+    let mut check = tokio::time::interval(Duration::from_millis(50));
     loop {
-        let n = match r.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if !cut.load(Ordering::SeqCst) && w.write_all(&buf[..n]).await.is_err() {
+        if epoch.load(Ordering::SeqCst) != mine {
             return;
+        }
+        tokio::select! {
+            n = r.read(&mut buf) => {
+                let n = match n { Ok(0) | Err(_) => return, Ok(n) => n };
+                if !cut.load(Ordering::SeqCst) && w.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+            _ = check.tick() => {}
         }
     }
 }

@@ -18,7 +18,7 @@ use anyhow::{bail, Result};
 use std::sync::{Arc, Mutex};
 
 use rarangi_bench::harness::{
-    first_line, proc_stats, start_network, wait_all, watch_all, Blackhole, Cat, Seen,
+    first_line, fresh_addr, proc_stats, start_network, wait_all, watch_all, Cat, Proxy, Seen,
 };
 use rarangi_bench::simbench;
 use rarangi_bench::stats::median_p99;
@@ -304,10 +304,10 @@ async fn withdrawal(r: &mut Report, runs: usize) -> Result<()> {
     // dead-after without heartbeats.
     let mut part_samples = Vec::new();
     for i in 0..runs.min(5) {
-        let b_addr = rarangi_bench::harness::fresh_addr();
+        let b_addr = fresh_addr();
         let b = Cat::start(&b_addr, &[], 200, 1000)?;
-        let hole = Blackhole::start(&b.addr).await?;
-        let a_addr = rarangi_bench::harness::fresh_addr();
+        let hole = Proxy::start(&fresh_addr(), &b.addr).await?;
+        let a_addr = fresh_addr();
         let a = Cat::start(&a_addr, std::slice::from_ref(&hole.addr), 200, 1000)?;
         let seen = watch_all(std::slice::from_ref(&a), "^tcp://cut").await?;
         let mut c = Connection::connect(&b.opts()).await?;
@@ -587,7 +587,7 @@ async fn scale(r: &mut Report, n: usize) -> Result<()> {
     let heap = heap_per_service(n);
     let per = (rss_after.saturating_sub(rss_before) * 1024) as f64 / n as f64;
     // A new catalogue catches up.
-    let addr = rarangi_bench::harness::fresh_addr();
+    let addr = fresh_addr();
     let t1 = Instant::now();
     let newcomer = Cat::start(&addr, &[cats[1].addr.clone()], 1000, 5000)?;
     while count(&newcomer).await != Some(n) {

@@ -272,12 +272,16 @@ impl Catalogue {
             Message::Catalogue { ref catalogue, .. }
                 if state == PeerState::Handshake && catalogue == peer =>
             {
-                self.apply_remote(peer, pid, msg);
+                if let Some(entry) = Value::from_message(msg) {
+                    self.apply_remote(peer, pid, entry);
+                }
                 self.start_sync(peer);
             }
-            m if Value::is_replicated(&m) => self.apply_remote(peer, pid, m),
             other => {
                 let kind = other.kind();
+                if let Some(entry) = Value::from_message(other) {
+                    return self.apply_remote(peer, pid, entry);
+                }
                 self.send_peer(
                     peer,
                     Message::error(
@@ -525,11 +529,7 @@ impl Catalogue {
 
     /// All live configuration records, ordered by key.
     pub fn keys(&self) -> Vec<KeyRecord> {
-        self.db
-            .range("K ".to_owned().."L".to_owned())
-            .filter_map(|(_, i)| KeyRecord::from_value(&i.value, i.ts))
-            .filter(|r| r.value.is_some())
-            .collect()
+        self.keys_with_prefix("")
     }
 
     /// Live configuration records whose key starts with `prefix`, ordered
@@ -807,7 +807,6 @@ impl Catalogue {
         let item = *self.db.remove(key)?;
         match &item.value {
             Value::Service { .. } if item.shown => {
-                self.services_gen += 1;
                 let del = item.value.del_serv(key, item.ts);
                 self.notify_subscribers(&service_text(key), del);
             }
@@ -845,8 +844,6 @@ impl Catalogue {
         }
     }
 
-    /// What this catalogue knows to be true of an item it owns, or None if
-    /// it does not own it.
     /// The item stored under `key` with `value`, as this catalogue knows
     /// it to be, or None if it does not own it.
     fn truth(&self, key: &str, value: &Value) -> Option<(String, Value)> {
@@ -876,10 +873,8 @@ impl Catalogue {
         }
     }
 
-    fn apply_remote(&mut self, peer: &CatalogueUri, pid: PeerId, msg: Message) {
-        let Some((key, value, ts)) = Value::from_message(msg) else {
-            return;
-        };
+    /// Applies a replicated item (sort key, value, version) from a peer.
+    fn apply_remote(&mut self, peer: &CatalogueUri, pid: PeerId, (key, value, ts): (String, Value, Ts)) {
         if let Err(e) = self.hlc.observe(ts, self.now_ms) {
             self.send_peer(peer, Message::error(ErrorCode::ClockSkew, e.to_string()));
             self.notice(Notice::ClockSkew {
@@ -1349,12 +1344,14 @@ impl Catalogue {
         item.shown = visible;
         item.fresh = false;
         if let Some(msg) = msg {
-            self.services_gen += 1;
             self.notify_subscribers(&service_text(&key), msg);
         }
     }
 
+    /// A service became visible, changed or stopped being visible: tells
+    /// the matching subscribers, and cached snapshots are stale.
     fn notify_subscribers(&mut self, service: &str, msg: Message) {
+        self.services_gen += 1;
         let targets: Vec<ClientId> = self
             .clients
             .iter()

@@ -140,22 +140,8 @@ impl Value {
         }
     }
 
-    /// Whether a message carries a replicated item.
-    pub(crate) fn is_replicated(msg: &Message) -> bool {
-        matches!(
-            msg,
-            Message::Catalogue { .. }
-                | Message::AddLink { .. }
-                | Message::DelLink { .. }
-                | Message::AddServ { .. }
-                | Message::DelServ { .. }
-                | Message::SetKey { .. }
-                | Message::DelKey { .. }
-        )
-    }
-
     /// Converts a replication message into an item's sort key, value and
-    /// version.
+    /// version; None for any other message.
     pub(crate) fn from_message(msg: Message) -> Option<(String, Value, Ts)> {
         let service = |service: ServiceUri, catalogue: CatalogueUri, cluster: String, attrs| {
             let key = ItemKey::Service(service, catalogue.clone()).sort_key();

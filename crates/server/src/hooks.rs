@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use rarangi_core::{Catalogue, ServiceView};
+use rarangi_core::{Catalogue, KeyRecord, ServiceView};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Configuration key of a hook: `hook/KIND/NAME/HOOK`.
@@ -90,20 +90,22 @@ impl Hooks {
             return Vec::new();
         }
         let mut out = Vec::new();
+        // Hook keys are `hook/KIND/NAME/HOOK`.
         let hooks = core.keys_with_prefix("hook/");
+        let hooks: Vec<(&str, &str, &str, &KeyRecord)> = hooks
+            .iter()
+            .filter_map(|rec| {
+                let mut parts = rec.key.splitn(4, '/').skip(1);
+                Some((parts.next()?, parts.next()?, parts.next()?, rec))
+            })
+            .collect();
         // Forget the versions of resources no longer hooked.
         self.versions.retain(|resource, _| {
-            hooks.iter().any(|r| {
-                r.key
-                    .strip_prefix("hook/")
-                    .is_some_and(|k| k.starts_with(&format!("{resource}/")))
-            })
+            hooks
+                .iter()
+                .any(|(kind, name, _, _)| resource.split_once('/') == Some((kind, name)))
         });
-        for rec in hooks {
-            let mut parts = rec.key.splitn(4, '/').skip(1);
-            let (Some(kind), Some(name), Some(hook)) = (parts.next(), parts.next(), parts.next()) else {
-                continue;
-            };
+        for (kind, name, hook, rec) in hooks {
             let marker = marker_key(kind, name, hook);
             if self.inflight.contains(&marker) || self.retry.get(&marker).is_some_and(|(at, _)| *at > now_ms)
             {

@@ -17,6 +17,6 @@ mod schedule;
 mod topology;
 pub mod transcript;
 
-pub use net::{Net, NetConfig, NodeId, Violation};
+pub use net::{Invariant, Net, NetConfig, NodeId, Violation};
 pub use schedule::{run_seed, Outcome, ScheduleConfig};
 pub use topology::Topology;

@@ -85,12 +85,9 @@ pub fn run_seed(seed: u64, cfg: &ScheduleConfig) -> Outcome {
     net.connect_all();
     net.settle();
     let mut serial = 0;
-    let trace = std::env::var_os("RARANGI_TRACE").is_some();
     for _ in 0..cfg.steps {
-        if trace {
-            if let Some(l) = log.last() {
-                eprintln!("{:>8} ## {l}", net.elapsed_ms());
-            }
+        if let Some(l) = log.last() {
+            net.trace(format_args!("## {l}"));
         }
         let action = net.rng().gen_range(0..100);
         let node = net.rng().gen_range(0..n);

@@ -15,6 +15,8 @@ fn main() {
         cfg.max_nodes = max as usize;
         cfg.steps = steps as usize;
     }
+    // Wall time of the run, printed for people.
+    #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
     let out = run_seed(seed, &cfg);
     println!(

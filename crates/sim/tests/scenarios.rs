@@ -8,12 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use rarangi_sim::{run_seed, Net, NetConfig, ScheduleConfig, Topology};
 
 fn net(n: usize, topology: Topology, seed: u64, cfg: NetConfig) -> Net {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let edges = topology.edges(n, &mut rng);
-    let nodes: Vec<(String, String)> = (0..n)
-        .map(|i| ("development".into(), topology.cluster(i)))
-        .collect();
-    let mut net = Net::new(cfg, rng, &nodes, edges);
+    let mut net = Net::one_environment(cfg, seed, n, topology);
     net.connect_all();
     assert!(net.settle());
     net

@@ -6,9 +6,12 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rarangi_core::{Catalogue, Output, PersistOp};
 use rarangi_proto::CatalogueUri;
+
+use crate::Topology;
 
 mod clients;
 mod oracle;
@@ -77,6 +80,18 @@ impl Net {
             lines: 0,
             bytes: 0,
         }
+    }
+
+    /// `n` catalogues of one environment laid out as `topology` (its
+    /// wires and clusters), with randomness seeded by `seed`; nothing is
+    /// connected until [`Net::connect_all`].
+    pub fn one_environment(cfg: NetConfig, seed: u64, n: usize, topology: Topology) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let edges = topology.edges(n, &mut rng);
+        let nodes: Vec<(String, String)> = (0..n)
+            .map(|i| ("development".to_owned(), topology.cluster(i)))
+            .collect();
+        Self::new(cfg, rng, &nodes, edges)
     }
 
     /// Number of catalogues.

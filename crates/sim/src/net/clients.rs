@@ -10,8 +10,9 @@ use regex::Regex;
 use super::oracle::Invariant;
 use super::{Net, NodeId};
 
-/// A service record as a client sees it: (service URI, catalogue URI).
-type Record = (String, String);
+/// A service record as clients and checks see it: (service URI, catalogue
+/// URI).
+pub(super) type Record = (String, String);
 
 /// One client connection's registrations, subscriptions and beliefs.
 #[derive(Default)]
@@ -74,11 +75,12 @@ impl SimClient {
 #[derive(Default)]
 pub(super) struct Clients {
     by_id: BTreeMap<ClientId, (NodeId, SimClient)>,
-    next: u64,
+    /// Ids handed out so far; ids start at 1.
+    issued: u64,
 }
 
 impl Clients {
-    /// The client of each catalogue's registrations.
+    /// Each client's catalogue and the services it registered.
     pub(super) fn registered(&self) -> impl Iterator<Item = (NodeId, &BTreeSet<ServiceUri>)> {
         self.by_id.values().map(|(n, c)| (*n, &c.regs))
     }
@@ -112,11 +114,11 @@ impl Clients {
 impl Net {
     /// Connects a client to a running catalogue.
     pub fn client(&mut self, node: NodeId) -> Option<ClientId> {
-        let id = ClientId(self.clients.next + 1);
+        let id = ClientId(self.clients.issued + 1);
         if !self.wire.input(node, |core, _| core.client_connected(id, true)) {
             return None;
         }
-        self.clients.next += 1;
+        self.clients.issued += 1;
         self.clients.by_id.insert(id, (node, SimClient::default()));
         Some(id)
     }

@@ -276,8 +276,8 @@ impl Net {
                     }
                     self.wire.persist(node, &op);
                 }
-                // Notices are for an operator's log; the core asks to close
-                // no client the simulation holds.
+                // Client messages; notices are for an operator's log, and
+                // the core never asks to close a client.
                 other => {
                     if let Some((client, msgs)) = other.client_messages() {
                         for msg in msgs {

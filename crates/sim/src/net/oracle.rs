@@ -6,6 +6,7 @@ use std::fmt;
 use rarangi_core::KeyRecord;
 use rarangi_proto::{CatalogueUri, Ts};
 
+use super::clients::Record;
 use super::{Net, NodeId};
 
 /// What the simulation checks: the invariants of DESIGN §7 it exercises,
@@ -124,9 +125,6 @@ impl Oracle {
         }
     }
 }
-
-/// A service record as the checks compare them: (service URI, catalogue URI).
-type Record = (String, String);
 
 impl Net {
     /// Checks invariants 1, 3, 4 and 6 at a quiescent moment (call

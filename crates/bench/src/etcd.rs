@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::fresh_addr;
+use rarangi_harness::{clock, fresh_addr, Deadline};
 
 /// Installs a Debian package if `binary` is missing.
 pub fn ensure(binary: &str, package: &str) -> Result<()> {
@@ -85,12 +85,11 @@ impl Etcd {
             .stderr(Stdio::null())
             .spawn()
             .context("start etcd")?;
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Deadline::after(Duration::from_secs(20));
         while std::net::TcpStream::connect(&client).is_err() {
-            if Instant::now() > deadline {
+            if !deadline.next_blocking() {
                 bail!("etcd did not start");
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
         std::thread::sleep(Duration::from_millis(500));
         Ok(Etcd { child, client, dir })
@@ -138,7 +137,7 @@ impl Etcd {
                 if n == 0 {
                     return;
                 }
-                let now = Instant::now();
+                let now = clock::now();
                 pending.push_str(&String::from_utf8_lossy(&buf[..n]));
                 // Each event object: {"type":"DELETE"?,"kv":{"key":"..."
                 while let Some(i) = pending.find("\"kv\":{\"key\":\"") {
@@ -158,7 +157,7 @@ impl Etcd {
 
 pub async fn wait_event(seen: &Events, key: &str, delete: bool, timeout: Duration) -> Option<Instant> {
     let k = b64(key.as_bytes());
-    let deadline = Instant::now() + timeout;
+    let deadline = Deadline::after(timeout).every(Duration::from_micros(200));
     loop {
         if let Some(t) = seen
             .lock()
@@ -169,10 +168,9 @@ pub async fn wait_event(seen: &Events, key: &str, delete: bool, timeout: Duratio
         {
             return Some(t);
         }
-        if Instant::now() > deadline {
+        if !deadline.next().await {
             return None;
         }
-        tokio::time::sleep(Duration::from_micros(200)).await;
     }
 }
 

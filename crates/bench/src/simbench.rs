@@ -149,6 +149,6 @@ pub fn large(n: usize) -> LargeRow {
         form_ms,
         change_lines: net.lines - l0,
         change_ms: net.now() - t1,
-        rss_kib: crate::harness::proc_stats(std::process::id()).0,
+        rss_kib: crate::os::proc_stats(std::process::id()).0,
     }
 }

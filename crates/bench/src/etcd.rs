@@ -45,8 +45,10 @@ pub fn ensure(binary: &str, package: &str) -> Result<()> {
 /// Watch events seen: (key in base64, is a delete, when).
 pub type Events = Arc<Mutex<Vec<(String, bool, Instant)>>>;
 
+/// One etcd member on loopback, stopped on drop.
 pub struct Etcd {
     child: Child,
+    /// Its client URL's address.
     pub client: String,
     dir: PathBuf,
 }
@@ -60,6 +62,7 @@ impl Drop for Etcd {
 }
 
 impl Etcd {
+    /// Starts it (installing etcd with apt if missing) and waits until it answers.
     pub fn start() -> Result<Etcd> {
         ensure("etcd", "etcd-server")?;
         let (client, peer) = (fresh_addr(), fresh_addr());
@@ -155,6 +158,7 @@ impl Etcd {
     }
 }
 
+/// When the watcher saw `key` put (or deleted); None after `timeout`.
 pub async fn wait_event(seen: &Events, key: &str, delete: bool, timeout: Duration) -> Option<Instant> {
     let k = b64(key.as_bytes());
     let deadline = Deadline::after(timeout).every(Duration::from_micros(200));
@@ -174,6 +178,7 @@ pub async fn wait_event(seen: &Events, key: &str, delete: bool, timeout: Duratio
     }
 }
 
+/// Standard base64 with padding (etcd's JSON gateway wants keys so).
 pub fn b64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();

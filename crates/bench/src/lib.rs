@@ -3,7 +3,6 @@
 //! CI keeps them compiling and working.
 
 #![forbid(unsafe_code)]
-#![allow(missing_docs, unreachable_pub)]
 
 pub mod cluster;
 pub mod etcd;

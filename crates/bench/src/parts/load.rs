@@ -55,7 +55,6 @@ pub async fn churn(r: &mut Report, secs: u64) -> Result<()> {
     Ok(())
 }
 
-/// Lookups per second over the line protocol, and HTTP GET /srv/NAME with wrk.
 /// One line-protocol load connection: 32 lookups in flight (SUB_SERV then
 /// UNSUB_SERV, written in one go), until `deadline`. The answers are counted
 /// by their first field, not parsed, so the generator stays light next to
@@ -100,6 +99,7 @@ async fn lookup_load(addr: String, worker: u64, deadline: Instant) -> Result<u64
     Ok(done)
 }
 
+/// Lookups per second over the line protocol, and HTTP GET /srv/NAME with wrk.
 pub async fn lookups(r: &mut Report, secs: u64) -> Result<()> {
     let cats = start_network(1, &[], 1000, 5000)?;
     let mut owner = Connection::connect(&cats[0].opts()).await?;

@@ -86,8 +86,8 @@ impl CatOptions {
         self
     }
 
-    /// Starts the process and waits until it accepts line-protocol
-    /// connections. Its socket, data and log live in a temporary directory.
+    /// Starts the process and waits until it accepts line-protocol and
+    /// HTTP connections. Its socket, data and log live in a temporary directory.
     pub fn start(self) -> Result<Cat, Error> {
         let addr = self.addr.clone().unwrap_or_else(fresh_addr);
         let http = fresh_addr();
@@ -165,7 +165,8 @@ impl Cat {
     }
 
     /// Starts the process again with the same arguments and data (a
-    /// running one is killed first); waits until it accepts connections.
+    /// running one is killed first); waits until it accepts line-protocol
+    /// and HTTP connections.
     pub fn restart(&mut self) -> Result<(), Error> {
         self.kill();
         let log = std::fs::OpenOptions::new()
@@ -194,7 +195,10 @@ impl Cat {
             })?;
         let child = self.child.insert(child);
         let deadline = Deadline::after(DEADLINE).every(Duration::from_millis(10));
-        while std::net::TcpStream::connect(&self.addr).is_err() {
+        // Ready once both the line protocol and the HTTP API answer: tests
+        // use either at once.
+        let ready = |addr: &str| std::net::TcpStream::connect(addr).is_ok();
+        while !(ready(&self.addr) && ready(&self.http)) {
             if let Ok(Some(status)) = child.try_wait() {
                 self.child = None;
                 return Err(Error::Exited {

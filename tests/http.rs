@@ -3,86 +3,19 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
+use common::http::*;
 use common::*;
 use rarangi_client::{register, Attrs};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-
-/// One HTTP/1.1 request with `Connection: close`; returns status, headers
-/// (lower-case names) and body.
-async fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    body: Option<&[u8]>,
-) -> (u16, Vec<(String, String)>, String) {
-    let mut s = TcpStream::connect(addr).await.expect("connect to HTTP API");
-    let body = body.unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    let _ = s.write_all(body).await;
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw).await;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
-        .collect();
-    (status, headers, body.to_owned())
-}
-
-async fn get_json(addr: &str, path: &str) -> (u16, Value) {
-    let (status, _, body) = http(addr, "GET", path, None).await;
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
-}
-
-async fn put(addr: &str, path: &str, body: Value) -> u16 {
-    http(addr, "PUT", path, Some(body.to_string().as_bytes())).await.0
-}
-
-async fn eventually_json(
-    addr: &str,
-    path: &str,
-    what: &str,
-    mut ok: impl FnMut(u16, &Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let (s, v) = get_json(addr, path).await;
-        if ok(s, &v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: GET {path} on {addr} gave {s} {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn config_of(v: &Value) -> Value {
-    v.get("config").cloned().unwrap_or(Value::Null)
-}
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configuration_replicates_and_survives_killing_every_catalogue() {
-    let mut a = Cat::start("development", "c1", &[]);
-    let mut b = Cat::start("development", "c1", &[&a.addr]);
-    let mut c = Cat::start("development", "c1", &[&b.addr]);
+    let mut a = cat("development", "c1", &[]);
+    let mut b = cat("development", "c1", &[&a.addr]);
+    let mut c = cat("development", "c1", &[&b.addr]);
     assert_eq!(
         put(&a.http, "/app/orders", json!({"config": {"workers": 4}})).await,
         201
@@ -101,7 +34,7 @@ async fn configuration_replicates_and_survives_killing_every_catalogue() {
         cat.kill();
     }
     for cat in [&mut a, &mut b, &mut c] {
-        cat.spawn();
+        cat.restart().unwrap();
     }
     for cat in [&a, &b, &c] {
         eventually_json(&cat.http, "/app", "names after restart", |s, v| {
@@ -117,7 +50,7 @@ async fn configuration_replicates_and_survives_killing_every_catalogue() {
     c.kill();
     assert_eq!(http(&a.http, "DELETE", "/app/billing", None).await.0, 204);
     assert_eq!(put(&a.http, "/app/search", json!({"config": 1})).await, 201);
-    c.spawn();
+    c.restart().unwrap();
     eventually_json(&c.http, "/app", "c caught up", |_, v| {
         *v == json!(["orders", "search"])
     })
@@ -126,10 +59,10 @@ async fn configuration_replicates_and_survives_killing_every_catalogue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_on_both_sides_of_a_partition_agree_after_heal() {
-    let a = Cat::start("development", "west", &[]);
-    let b = Cat::start("development", "east", &[]);
+    let a = cat("development", "west", &[]);
+    let b = cat("development", "east", &[]);
     let proxy = proxy_to(&b.addr).await;
-    let a2 = Cat::start("development", "west", &[&a.addr, &proxy.addr]);
+    let a2 = cat("development", "west", &[&a.addr, &proxy.addr]);
     assert_eq!(put(&a.http, "/app/x", json!({"config": "before"})).await, 201);
     eventually_json(&b.http, "/app/x", "initial value everywhere", |_, v| {
         config_of(v) == json!("before")
@@ -147,7 +80,7 @@ async fn concurrent_writes_on_both_sides_of_a_partition_agree_after_heal() {
     proxy.heal();
     let winner = eventually_json(&a2.http, "/app/x", "a value", |s, _| s == 200).await;
     let mut seen = BTreeSet::new();
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = Deadline::default();
     loop {
         seen.clear();
         for cat in [&a, &b, &a2] {
@@ -156,8 +89,7 @@ async fn concurrent_writes_on_both_sides_of_a_partition_agree_after_heal() {
         if seen.len() == 1 && !seen.contains(&json!({"config": "before"}).to_string()) {
             break;
         }
-        assert!(Instant::now() < deadline, "no agreement: {seen:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        deadline.retry(|| format!("agreement: {seen:?}")).await;
     }
     let value = config_of(&serde_json::from_str(seen.first().unwrap()).unwrap());
     assert!(
@@ -166,68 +98,11 @@ async fn concurrent_writes_on_both_sides_of_a_partition_agree_after_heal() {
     );
 }
 
-/// A webhook receiver the test runs: records each POSTed JSON body.
-struct Receiver {
-    got: Arc<Mutex<Vec<Value>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Receiver {
-    async fn start(addr: &str) -> Receiver {
-        let listener = TcpListener::bind(addr).await.unwrap();
-        let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let g = got.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((s, _)) = listener.accept().await else {
-                    return;
-                };
-                let g = g.clone();
-                tokio::spawn(async move {
-                    let (r, mut w) = s.into_split();
-                    let mut r = BufReader::new(r);
-                    let mut len = 0usize;
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    if r.read_exact(&mut body).await.is_ok() {
-                        g.lock()
-                            .unwrap()
-                            .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                    }
-                    let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
-                });
-            }
-        });
-        Receiver { got, task }
-    }
-
-    fn got(&self) -> Vec<Value> {
-        self.got.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_arrive_after_the_receiver_returns_even_if_the_leader_dies() {
-    let a = Cat::start("development", "c1", &[]);
-    let b = Cat::start("development", "c1", &[&a.addr]);
-    let c = Cat::start("development", "c1", &[&a.addr, &b.addr]);
+    let a = cat("development", "c1", &[]);
+    let b = cat("development", "c1", &[&a.addr]);
+    let c = cat("development", "c1", &[&a.addr, &b.addr]);
     let mut cats = vec![a, b, c];
     for cat in &cats {
         eventually_json(&cat.http, "/v1/topology", "all linked", |_, v| {
@@ -248,7 +123,7 @@ async fn webhooks_arrive_after_the_receiver_returns_even_if_the_leader_dies() {
     .await;
     assert_eq!(s, 201, "{body}");
     assert_eq!(put(&cats[2].http, "/app/test", json!({"config": 1})).await, 201);
-    eventually("the webhook arrives", || r1.got().len() == 1).await;
+    eventually("the webhook arrives", || r1.whats() == ["created"]).await;
     let n = &r1.got()[0];
     assert_eq!(
         (n["name"].as_str(), n["what"].as_str()),
@@ -256,12 +131,10 @@ async fn webhooks_arrive_after_the_receiver_returns_even_if_the_leader_dies() {
         "{n}"
     );
     assert!(n["uri"].as_str().unwrap().ends_with("/app/test"), "{n}");
-    // Nothing changes: nothing more is sent.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(r1.got().len(), 1, "repeated delivery: {:?}", r1.got());
 
-    // Receiver 2 is down while the change happens and the leader retries.
+    // Receiver 2 refuses while the change happens and the leader retries.
     let addr2 = fresh_addr();
+    let r2 = Receiver::refusing(&addr2).await;
     let hook2 = json!({"name": "late", "endpoint": format!("http://{addr2}/")});
     assert_eq!(
         http(
@@ -275,8 +148,11 @@ async fn webhooks_arrive_after_the_receiver_returns_even_if_the_leader_dies() {
         201
     );
     assert_eq!(put(&cats[0].http, "/app/test", json!({"config": 2})).await, 200);
-    eventually("receiver 1 hears of the update", || r1.got().len() == 2).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Fenced by the next notification: a repeated delivery of the first
+    // change would have come before it.
+    eventually("receiver 1 hears of the update", || r1.got().len() >= 2).await;
+    assert_eq!(r1.whats(), ["created", "updated"], "{:?}", r1.got());
+    eventually("the leader tried receiver 2", || r2.refused() > 0).await;
     let (_, topo) = get_json(&cats[0].http, "/v1/topology").await;
     let leader = topo["leader"].as_str().unwrap().to_owned();
     let i = cats
@@ -284,7 +160,7 @@ async fn webhooks_arrive_after_the_receiver_returns_even_if_the_leader_dies() {
         .position(|c| leader.contains(&c.addr))
         .expect("leader is one of ours");
     cats[i].kill();
-    let r2 = Receiver::start(&addr2).await;
+    r2.accept();
     eventually("the next leader delivers the pending notification", || {
         !r2.got().is_empty()
     })
@@ -295,8 +171,8 @@ async fn webhooks_arrive_after_the_receiver_returns_even_if_the_leader_dies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_webhooks_follow_the_instances_and_nothing_else() {
-    let a = Cat::start("development", "c1", &[]);
-    let b = Cat::start("development", "c1", &[&a.addr]);
+    let a = cat("development", "c1", &[]);
+    let b = cat("development", "c1", &[&a.addr]);
     eventually_json(&a.http, "/v1/topology", "linked", |_, v| {
         v["reachable"].as_array().is_some_and(|r| r.len() == 2)
     })
@@ -312,30 +188,31 @@ async fn service_webhooks_follow_the_instances_and_nothing_else() {
     )
     .await;
     assert_eq!(s, 201, "{body}");
-    let whats = || -> Vec<String> {
-        r.got()
-            .iter()
-            .map(|n| n["what"].as_str().unwrap_or("").to_owned())
-            .collect()
-    };
+    let whats = || r.whats();
 
     let mut one = spawn_register(&b, "tcp://10.0.0.1:80/orders");
     eventually("created", || whats() == ["created"]).await;
     let mut two = spawn_register(&a, "tcp://10.0.0.2:80/orders");
     eventually("updated", || whats() == ["created", "updated"]).await;
-    // Another service changes: nothing is sent for this hook.
-    let mut other = spawn_register(&a, "tcp://10.0.0.3:80/billing");
-    eventually_lookup(&b, "billing", &["tcp://10.0.0.3:80/billing"]).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(whats(), ["created", "updated"]);
-    for p in [&mut one, &mut two, &mut other] {
+    // Another service comes and goes: nothing is sent for this hook. Each
+    // time, the next change of orders fences it: a notification for
+    // billing would arrive before that change's and make one too many.
+    let stop = |p: &mut std::process::Child| {
         p.kill().unwrap();
         p.wait().unwrap();
-    }
+    };
+    let mut other = spawn_register(&a, "tcp://10.0.0.3:80/billing");
+    eventually_lookup(&b, "billing", &["tcp://10.0.0.3:80/billing"]).await;
+    stop(&mut two);
+    eventually("updated again", || whats().len() >= 3).await;
+    stop(&mut other);
+    eventually_lookup(&b, "billing", &[]).await;
+    stop(&mut one);
     eventually("deleted", || {
         whats().last().map(String::as_str) == Some("deleted")
     })
     .await;
+    assert_eq!(whats(), ["created", "updated", "updated", "deleted"]);
     assert!(
         r.got()[0]["uri"].as_str().unwrap().ends_with("/srv/orders"),
         "{:?}",
@@ -345,8 +222,8 @@ async fn service_webhooks_follow_the_instances_and_nothing_else() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_queries_wake_on_change_and_sse_streams_changes() {
-    let a = Cat::start("development", "c1", &[]);
-    let b = Cat::start("development", "c1", &[&a.addr]);
+    let a = cat("development", "c1", &[]);
+    let b = cat("development", "c1", &[&a.addr]);
     let (s, headers, _) = http(&a.http, "GET", "/app", None).await;
     assert_eq!(s, 200);
     let index: u64 = headers
@@ -367,10 +244,12 @@ async fn blocking_queries_wake_on_change_and_sse_streams_changes() {
         )
         .await
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A change elsewhere does not wake it: its answer, below, must be the
+    // change it waits for.
+    assert_eq!(put(&a.http, "/app/other", json!({"config": 0})).await, 201);
     assert!(
         !waiter.is_finished(),
-        "a blocking query returned before any change"
+        "a blocking query returned before its resource changed"
     );
 
     // SSE on the other catalogue.
@@ -406,13 +285,13 @@ async fn blocking_queries_wake_on_change_and_sse_streams_changes() {
     assert_eq!(config_of(&serde_json::from_str(&body).unwrap()), json!("v1"));
 
     let mut events = Vec::new();
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = Deadline::default();
     while !events
         .iter()
         .any(|l: &String| l.contains("\"path\":\"/app/watched\""))
     {
         let mut l = String::new();
-        tokio::time::timeout(deadline - Instant::now(), sse.read_line(&mut l))
+        tokio::time::timeout(deadline.remaining(), sse.read_line(&mut l))
             .await
             .expect("an SSE event")
             .unwrap();
@@ -433,7 +312,7 @@ async fn blocking_queries_wake_on_change_and_sse_streams_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors_and_store_nothing() {
-    let a = Cat::start("development", "c1", &[]);
+    let a = cat("development", "c1", &[]);
     let cases: Vec<(&str, &str, Vec<u8>, u16)> = vec![
         ("PUT", "/app/x", b"{not json".to_vec(), 400),
         ("PUT", "/app/x", b"[1,2]".to_vec(), 400),
@@ -471,12 +350,12 @@ async fn bad_requests_get_clear_errors_and_store_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_and_line_protocol_instances_are_one_catalogue() {
-    let a = Cat::start("development", "c1", &[]);
-    let b = Cat::start("development", "c1", &[&a.addr]);
+    let a = cat("development", "c1", &[]);
+    let b = cat("development", "c1", &[&a.addr]);
     let _line = register(&a.opts(), "tcp://10.0.0.1:8080/web", Attrs::default())
         .await
         .unwrap();
-    let watcher = Watcher::start(&a.opts(), "/web$").await;
+    let watcher = watch(&a, "/web$").await;
     let body = json!({"endpoints": {"http": "http://10.0.0.2:80"}, "master": true, "ttl": 2});
     assert_eq!(put(&b.http, "/srv/web/node1", body).await, 201);
     eventually("a line subscriber sees the HTTP instance", || {
@@ -541,7 +420,7 @@ async fn openapi_describes_exactly_the_served_routes() {
 
     // And the server really answers each of them (not 404 "no such
     // resource" or 405).
-    let a = Cat::start("development", "c1", &[]);
+    let a = cat("development", "c1", &[]);
     for (method, p) in &served {
         let path = p
             .replace("{name}", "x")

@@ -1,247 +1,63 @@
-//! Shared harness for the whole-system tests: catalogue processes, a
-//! fault-injecting TCP proxy, watchers and polling helpers.
+//! What the whole-system tests share beyond `rarangi_harness`: catalogues
+//! of this build with test timings, lookups that must come true, service
+//! processes, and raw exchanges fenced by a HEARTBEAT.
 #![allow(dead_code, missing_docs, unreachable_pub)]
 
+pub mod http;
+
 use std::collections::BTreeSet;
-use std::net::TcpListener as StdListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-pub use rarangi_bench::harness::Proxy;
-use rarangi_client::{subscribe, Connection, Endpoint, Event, Options};
-use rarangi_proto::Message;
+pub use rarangi_harness::{eventually, fresh_addr, lookup, Cat, Deadline, Proxy, Watcher, DEADLINE};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
+/// The `rarangi` binary of this build.
 pub const BIN: &str = env!("CARGO_BIN_EXE_rarangi");
-pub const DEADLINE: Duration = Duration::from_secs(20);
 
-static NEXT_IP: AtomicUsize = AtomicUsize::new(0);
-
-/// A distinct loopback address per catalogue, with a free port.
-pub fn fresh_addr() -> String {
-    let n = NEXT_IP.fetch_add(1, Ordering::Relaxed);
-    let ip = format!("127.0.{}.{}", 10 + (std::process::id() % 200), 2 + n % 250);
-    let l = StdListener::bind(format!("{ip}:0")).expect("bind a free port");
-    let port = l.local_addr().unwrap().port();
-    format!("{ip}:{port}")
+/// A catalogue of `env` and `cluster` dialling `peers` (heartbeat 200 ms,
+/// dead after 1 s), on a fresh address.
+pub fn cat(env: &str, cluster: &str, peers: &[&str]) -> Cat {
+    Cat::options(env)
+        .bin(BIN)
+        .cluster(cluster)
+        .peers(peers)
+        .start()
+        .unwrap()
 }
 
-pub fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "rarangi-sys-{}-{tag}-{}",
-        std::process::id(),
-        NEXT_IP.load(Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// [`cat`] listening on and advertising `addr`.
+pub fn cat_at(addr: &str, env: &str, cluster: &str, peers: &[&str]) -> Cat {
+    Cat::options(env)
+        .bin(BIN)
+        .at(addr)
+        .cluster(cluster)
+        .peers(peers)
+        .start()
+        .unwrap()
 }
 
-/// One catalogue process.
-pub struct Cat {
-    pub addr: String,
-    pub http: String,
-    pub env: String,
-    pub args: Vec<String>,
-    pub dir: PathBuf,
-    pub child: Option<Child>,
+/// A watcher of `regex` at `cat`, once its snapshot is in.
+pub async fn watch(cat: &Cat, regex: &str) -> Watcher {
+    Watcher::start(&cat.opts(), regex).await.unwrap()
 }
 
-impl Cat {
-    pub fn start(env: &str, cluster: &str, peers: &[&str]) -> Cat {
-        Self::start_at(&fresh_addr(), env, cluster, peers)
-    }
-
-    pub fn start_at(addr: &str, env: &str, cluster: &str, peers: &[&str]) -> Cat {
-        let dir = temp_dir(&addr.replace([':', '.'], "_"));
-        let mut args: Vec<String> = [
-            "serve",
-            "--env",
-            env,
-            "--cluster",
-            cluster,
-            "--listen",
-            addr,
-            "--advertise",
-            addr,
-            "--heartbeat-ms",
-            "200",
-            "--dead-after-ms",
-            "1000",
-        ]
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-        let http = fresh_addr();
-        args.extend(["--http".into(), http.clone()]);
-        args.extend(["--unix".into(), dir.join("s.sock").display().to_string()]);
-        args.extend(["--data-dir".into(), dir.join("data").display().to_string()]);
-        for p in peers {
-            args.extend(["--peer".into(), p.to_string()]);
-        }
-        let mut cat = Cat {
-            addr: addr.to_owned(),
-            http,
-            env: env.to_owned(),
-            args,
-            dir,
-            child: None,
-        };
-        cat.spawn();
-        cat
-    }
-
-    pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("log"))
-            .unwrap();
-        let child = Command::new(BIN)
-            .args(&self.args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start rarangi serve");
-        self.child = Some(child);
-        let deadline = Instant::now() + DEADLINE;
-        while std::net::TcpStream::connect(&self.addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "catalogue {} did not start: {}",
-                self.addr,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-    }
-
-    pub fn opts(&self) -> Options {
-        Options::endpoints(&self.env, vec![Endpoint::Tcp(self.addr.clone())])
-    }
-
-    /// SIGKILL: no goodbye.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM: graceful.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut c = self.child.take().expect("running");
-        // SAFETY-free: kill(2) on our own child's PID.
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-        c.wait().unwrap()
-    }
-}
-
-impl Drop for Cat {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A background watcher keeping the set of service URIs a subscription sees.
-pub struct Watcher {
-    view: Arc<Mutex<BTreeSet<String>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Watcher {
-    pub async fn start(opts: &Options, regex: &str) -> Watcher {
-        let mut sub = subscribe(opts, regex).await.expect("subscribe");
-        let view: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-        let v = view.clone();
-        let task = tokio::spawn(async move {
-            while let Some(ev) = sub.next().await {
-                let mut v = v.lock().unwrap();
-                match ev {
-                    Event::Added(i) => {
-                        v.insert(format!("{} @{}", i.service, i.catalogue.addr()));
-                    }
-                    Event::Removed(i) => {
-                        v.remove(&format!("{} @{}", i.service, i.catalogue.addr()));
-                    }
-                    Event::Synced => {}
-                }
-            }
-        });
-        Watcher { view, task }
-    }
-
-    pub fn uris(&self) -> BTreeSet<String> {
-        self.view
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|s| s.split(" @").next().unwrap().to_owned())
-            .collect()
-    }
-
-    pub fn records(&self) -> BTreeSet<String> {
-        self.view.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The URIs a catalogue's lookup returns right now.
-pub async fn lookup(cat: &Cat, regex: &str) -> BTreeSet<String> {
-    let mut c = Connection::connect(&cat.opts()).await.expect("connect");
-    c.send(&Message::SubServ { regex: regex.into() }).await.unwrap();
-    let mut out = BTreeSet::new();
-    loop {
-        match c.recv().await.unwrap() {
-            Some(Message::AddServ { service, .. }) => {
-                out.insert(service.to_string());
-            }
-            Some(Message::SubServ { .. }) | None => return out,
-            Some(_) => {}
-        }
-    }
-}
-
+/// Waits until a lookup of `regex` at `cat` returns exactly `want`.
 pub async fn eventually_lookup(cat: &Cat, regex: &str, want: &[&str]) {
     let want: BTreeSet<String> = want.iter().map(ToString::to_string).collect();
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = Deadline::default();
     loop {
-        let got = lookup(cat, regex).await;
+        let got = lookup(&cat.opts(), regex).await.unwrap();
         if got == want {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} shows {got:?}, want {want:?}\n{}",
-            cat.addr,
-            cat.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        deadline
+            .retry(|| format!("{} shows {got:?}, want {want:?}\n{}", cat.addr, cat.log()))
+            .await;
     }
 }
 
+/// A `rarangi register` process holding `service` at `cat`.
 pub fn spawn_register(cat: &Cat, service: &str) -> Child {
     Command::new(BIN)
         .args([
@@ -260,9 +76,64 @@ pub fn spawn_register(cat: &Cat, service: &str) -> Child {
         .expect("start rarangi register")
 }
 
-/// A fault-injecting proxy to `target` on a fresh address of this test.
+/// A proxy to `target` on a fresh address.
 pub async fn proxy_to(target: &str) -> Proxy {
-    Proxy::start(&fresh_addr(), target)
-        .await
-        .expect("start the proxy")
+    Proxy::to(target).await.unwrap()
+}
+
+/// What a raw connection got back: the lines before the fence, and
+/// whether the catalogue closed the connection.
+#[derive(Debug)]
+pub struct Answer {
+    pub lines: Vec<String>,
+    pub closed: bool,
+}
+
+/// Opens a raw line-protocol connection, sends `bytes` and then a
+/// HEARTBEAT, and reads until that HEARTBEAT's answer (everything before it
+/// is the answer to `bytes`) or until the catalogue closes the connection.
+/// Heartbeats inside `bytes` are answered too: the fence is the answer to
+/// one more than they hold.
+pub async fn exchange(addr: &str, bytes: &[u8]) -> Answer {
+    let s = TcpStream::connect(addr).await.unwrap();
+    let (r, mut w) = s.into_split();
+    let mut r = BufReader::new(r);
+    let mut welcome = String::new();
+    r.read_line(&mut welcome).await.unwrap();
+    assert!(welcome.starts_with("0 x-tvnetcs://"), "{welcome:?}");
+    let heartbeats = bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| {
+            let l = l.strip_suffix(b"\r").unwrap_or(l);
+            l == b"1" || l.eq_ignore_ascii_case(b"heartbeat")
+        })
+        .count();
+    let mut out = bytes.to_vec();
+    if !out.is_empty() && !out.ends_with(b"\n") {
+        out.push(b'\n'); // end the last line, so the fence is a line of its own
+    }
+    out.extend_from_slice(b"1\n");
+    // The catalogue may close before reading it all: what it sent still counts.
+    let _ = w.write_all(&out).await;
+    let _ = w.flush().await;
+    let (mut lines, mut fences) = (Vec::new(), 0);
+    let deadline = Deadline::default();
+    loop {
+        let mut l = String::new();
+        let read = tokio::time::timeout(deadline.remaining(), r.read_line(&mut l))
+            .await
+            .unwrap_or_else(|_| panic!("no HEARTBEAT answer from {addr}; got {lines:?}"));
+        match read {
+            Ok(0) | Err(_) => return Answer { lines, closed: true },
+            Ok(_) => {}
+        }
+        let l = l.trim_end().to_owned();
+        if l == "1" {
+            fences += 1;
+            if fences > heartbeats {
+                return Answer { lines, closed: false };
+            }
+        }
+        lines.push(l);
+    }
 }

@@ -6,7 +6,7 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(200);
-    let t = std::time::Instant::now();
+    let t = rarangi_harness::clock::now();
     let row = rarangi_bench::simbench::large(n);
     println!(
         "{n} catalogues, {} links: {} lines to form, {} lines for one change; {:.1} s wall",

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::fresh_addr;
+use rarangi_harness::{clock, fresh_addr, Deadline};
 
 /// Installs a Debian package if `binary` is missing.
 pub fn ensure(binary: &str, package: &str) -> Result<()> {
@@ -45,8 +45,10 @@ pub fn ensure(binary: &str, package: &str) -> Result<()> {
 /// Watch events seen: (key in base64, is a delete, when).
 pub type Events = Arc<Mutex<Vec<(String, bool, Instant)>>>;
 
+/// One etcd member on loopback, stopped on drop.
 pub struct Etcd {
     child: Child,
+    /// Its client URL's address.
     pub client: String,
     dir: PathBuf,
 }
@@ -60,6 +62,7 @@ impl Drop for Etcd {
 }
 
 impl Etcd {
+    /// Starts it (installing etcd with apt if missing) and waits until it answers.
     pub fn start() -> Result<Etcd> {
         ensure("etcd", "etcd-server")?;
         let (client, peer) = (fresh_addr(), fresh_addr());
@@ -85,12 +88,11 @@ impl Etcd {
             .stderr(Stdio::null())
             .spawn()
             .context("start etcd")?;
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Deadline::after(Duration::from_secs(20));
         while std::net::TcpStream::connect(&client).is_err() {
-            if Instant::now() > deadline {
+            if !deadline.next_blocking() {
                 bail!("etcd did not start");
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
         std::thread::sleep(Duration::from_millis(500));
         Ok(Etcd { child, client, dir })
@@ -138,7 +140,7 @@ impl Etcd {
                 if n == 0 {
                     return;
                 }
-                let now = Instant::now();
+                let now = clock::now();
                 pending.push_str(&String::from_utf8_lossy(&buf[..n]));
                 // Each event object: {"type":"DELETE"?,"kv":{"key":"..."
                 while let Some(i) = pending.find("\"kv\":{\"key\":\"") {
@@ -156,9 +158,10 @@ impl Etcd {
     }
 }
 
+/// When the watcher saw `key` put (or deleted); None after `timeout`.
 pub async fn wait_event(seen: &Events, key: &str, delete: bool, timeout: Duration) -> Option<Instant> {
     let k = b64(key.as_bytes());
-    let deadline = Instant::now() + timeout;
+    let deadline = Deadline::after(timeout).every(Duration::from_micros(200));
     loop {
         if let Some(t) = seen
             .lock()
@@ -169,13 +172,13 @@ pub async fn wait_event(seen: &Events, key: &str, delete: bool, timeout: Duratio
         {
             return Some(t);
         }
-        if Instant::now() > deadline {
+        if !deadline.next().await {
             return None;
         }
-        tokio::time::sleep(Duration::from_micros(200)).await;
     }
 }
 
+/// Standard base64 with padding (etcd's JSON gateway wants keys so).
 pub fn b64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();

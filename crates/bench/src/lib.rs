@@ -3,10 +3,12 @@
 //! CI keeps them compiling and working.
 
 #![forbid(unsafe_code)]
-#![allow(missing_docs, unreachable_pub)]
 
+pub mod cluster;
 pub mod etcd;
-pub mod harness;
+pub mod os;
+pub mod parts;
+pub mod report;
 pub mod serf;
 pub mod simbench;
 pub mod stats;

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::etcd::ensure;
-use crate::harness::{first_line, fresh_addr};
+use crate::os::first_line;
+use rarangi_harness::{clock, fresh_addr, Deadline};
 
 /// Log lines seen: (agent, line, when).
 type Lines = Arc<Mutex<Vec<(usize, String, Instant)>>>;
@@ -81,24 +82,21 @@ impl Serf {
             s.rpc.push(rpc);
             if i == 0 {
                 // Joining fails while the first agent is not up yet.
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while s.alive(&s.rpc[0]) < 1 && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
+                let deadline = Deadline::after(Duration::from_secs(10)).every(Duration::from_millis(50));
+                while s.alive(&s.rpc[0]) < 1 && deadline.next_blocking() {}
             }
         }
         // Many agents starting on few cores take a while to agree.
-        let deadline = Instant::now() + Duration::from_secs(240);
+        let deadline = Deadline::after(Duration::from_secs(240)).every(Duration::from_millis(250));
         for (i, rpc) in s.rpc.iter().enumerate() {
             loop {
                 let alive = s.alive(rpc);
                 if alive >= n {
                     break;
                 }
-                if Instant::now() > deadline {
+                if !deadline.next_blocking() {
                     bail!("serf agent n{i} sees {alive} of {n} agents alive after 240 s");
                 }
-                std::thread::sleep(Duration::from_millis(250));
             }
         }
         for (i, rpc) in s.rpc.iter().enumerate() {
@@ -112,7 +110,7 @@ impl Serf {
             let lines = s.lines.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    lines.lock().expect("lines").push((i, line, Instant::now()));
+                    lines.lock().expect("lines").push((i, line, clock::now()));
                 }
             });
             s.monitors.push(child);
@@ -132,7 +130,7 @@ impl Serf {
     /// When each of `agents` first logged a line containing `needle`;
     /// waits up to `timeout` for all of them.
     fn wait_for(&self, needle: &str, agents: &[usize], timeout: Duration) -> Result<Vec<Instant>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout).every(Duration::from_millis(1));
         loop {
             let found: Vec<Option<Instant>> = {
                 let lines = self.lines.lock().expect("lines");
@@ -149,7 +147,7 @@ impl Serf {
             if found.iter().all(Option::is_some) {
                 return Ok(found.into_iter().flatten().collect());
             }
-            if Instant::now() > deadline {
+            if !deadline.next_blocking() {
                 let missing: Vec<String> = agents
                     .iter()
                     .zip(&found)
@@ -161,7 +159,6 @@ impl Serf {
                     missing.join(" ")
                 );
             }
-            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
@@ -194,7 +191,7 @@ impl Serf {
     /// logged it as failed.
     pub fn kill(&mut self, k: usize) -> Result<Duration> {
         let mut child = self.agents[k].take().context("agent already killed")?;
-        let t0 = Instant::now();
+        let t0 = clock::now();
         child.kill()?;
         let _ = child.wait();
         let others: Vec<usize> = (0..self.rpc.len())

@@ -5,6 +5,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rarangi_sim::{Net, NetConfig, Topology};
 
+/// `n` catalogues of development linked as `topology` lays out (seeded).
 pub fn net(n: usize, topology: Topology, cfg: NetConfig, seed: u64) -> Net {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let edges = topology.edges(n, &mut rng);
@@ -16,13 +17,19 @@ pub fn net(n: usize, topology: Topology, cfg: NetConfig, seed: u64) -> Net {
 
 /// Lines for one registration against the bound 2E−N+1.
 pub struct FloodRow {
+    /// Catalogues.
     pub n: usize,
+    /// Layout name.
     pub layout: String,
+    /// Links E.
     pub edges: usize,
+    /// 2E−N+1.
     pub bound: u64,
+    /// Lines the registration took.
     pub lines: u64,
 }
 
+/// Lines one registration takes to reach every catalogue of a formed network.
 pub fn flooding(n: usize, topology: Topology) -> FloodRow {
     let mut net = net(n, topology, NetConfig::default(), 1);
     net.connect_all();
@@ -41,6 +48,7 @@ pub fn flooding(n: usize, topology: Topology) -> FloodRow {
     }
 }
 
+/// A layout's name in the tables.
 pub fn layout_name(t: Topology) -> String {
     match t {
         Topology::Chain => "chain".into(),
@@ -53,13 +61,19 @@ pub fn layout_name(t: Topology) -> String {
 
 /// Re-link after a short partition during which `changes` happened.
 pub struct RelinkRow {
+    /// Services held.
     pub services: usize,
+    /// Changes made during the partition.
     pub changes: usize,
+    /// Lines sent when the link came back.
     pub relink_lines: u64,
+    /// Bytes sent when the link came back.
     pub relink_bytes: u64,
+    /// Bytes of a full copy of the catalogue.
     pub full_bytes: u64,
 }
 
+/// Two catalogues: a partition, `changes` on one side, then the re-link.
 pub fn relink(services: usize, changes: usize) -> RelinkRow {
     let cfg = NetConfig {
         detect_ms: 500,
@@ -117,16 +131,23 @@ pub fn relink(services: usize, changes: usize) -> RelinkRow {
 
 /// A large network: lines and simulated time to form, then for one change.
 pub struct LargeRow {
+    /// Catalogues.
     pub n: usize,
+    /// Links.
     pub edges: usize,
+    /// Lines to form the network.
     pub form_lines: u64,
+    /// Simulated ms to form it.
     pub form_ms: u64,
+    /// Lines for one registration.
     pub change_lines: u64,
+    /// Simulated ms for it to reach everyone.
     pub change_ms: u64,
     /// Resident memory of this process with the network formed (KiB).
     pub rss_kib: u64,
 }
 
+/// Forms a random network of `n` catalogues, then makes one change.
 pub fn large(n: usize) -> LargeRow {
     let cfg = NetConfig {
         max_delay_ms: 1,
@@ -149,6 +170,6 @@ pub fn large(n: usize) -> LargeRow {
         form_ms,
         change_lines: net.lines - l0,
         change_ms: net.now() - t1,
-        rss_kib: crate::harness::proc_stats(std::process::id()).0,
+        rss_kib: crate::os::proc_stats(std::process::id()).0,
     }
 }

@@ -585,7 +585,6 @@ impl Net {
                         self.deliver_to_client(client, msg.clone());
                     }
                 }
-                Output::CloseClient { client, .. } => self.disconnect_client(client),
                 Output::Persist(op) => {
                     if let PersistOp::Key(rec) = &op {
                         self.check_key_monotonic(node, rec.key.clone(), rec.ts, rec.value.is_some());

@@ -1,6 +1,6 @@
 //! The `rarangi` command.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -263,6 +263,9 @@ async fn topology(as_json: bool, target: &Target) -> Result<ExitCode> {
     conn.send(&Message::SubLink).await?;
     let mut catalogues: BTreeMap<CatalogueUri, String> = BTreeMap::new();
     let mut links: BTreeSet<(CatalogueUri, CatalogueUri)> = BTreeSet::new();
+    // Reachability and the leader are the catalogue's own (REACHABLE), not
+    // computed again here.
+    let mut reach: Option<(CatalogueUri, BTreeSet<CatalogueUri>)> = None;
     loop {
         match conn.recv().await? {
             Some(Message::SubLink) => break,
@@ -274,33 +277,22 @@ async fn topology(as_json: bool, target: &Target) -> Result<ExitCode> {
             Some(Message::AddLink { a, b, .. }) => {
                 links.insert((a, b));
             }
+            Some(Message::Reachable { leader, reachable }) => {
+                reach = Some((leader, reachable.into_iter().collect()));
+            }
             Some(Message::Error { code, text }) => bail!("{code}: {text}"),
             Some(_) => {}
             None => bail!("the catalogue closed the connection"),
         }
     }
+    let Some((leader, reachable)) = reach else {
+        bail!("the catalogue sent no REACHABLE line before the end of its topology snapshot; it is older than this rarangi: upgrade it");
+    };
     for (a, b) in &links {
         catalogues.entry(a.clone()).or_default();
         catalogues.entry(b.clone()).or_default();
     }
     let me = conn.catalogue.clone();
-    let mut reachable = BTreeSet::from([me.clone()]);
-    let mut queue = VecDeque::from([me.clone()]);
-    while let Some(n) = queue.pop_front() {
-        for (a, b) in &links {
-            let other = if *a == n {
-                b
-            } else if *b == n {
-                a
-            } else {
-                continue;
-            };
-            if reachable.insert(other.clone()) {
-                queue.push_back(other.clone());
-            }
-        }
-    }
-    let leader = reachable.first().cloned().unwrap_or(me.clone());
     if as_json {
         let cats: Vec<_> = catalogues
             .iter()

@@ -77,15 +77,14 @@ fn apply(cache: &Mutex<BTreeMap<(String, String), Instance>>, ev: Event) -> bool
 }
 
 /// Sorts instances by locality (same catalogue, same cluster, the rest,
-/// then by URI) and keeps one per service URI, the most local.
+/// then by URI) and keeps one per service URI, the most local: the
+/// catalogue's own ordering ([`rarangi_proto::nearest_first`]).
 pub fn order_by_locality(
-    mut all: Vec<Instance>,
+    all: Vec<Instance>,
     catalogue: Option<&rarangi_proto::CatalogueUri>,
     cluster: &str,
 ) -> Vec<Instance> {
-    let rank = |i: &Instance| rarangi_proto::locality(&i.catalogue, &i.cluster, catalogue, cluster);
-    all.sort_by(|a, b| (rank(a), a.service.as_str()).cmp(&(rank(b), b.service.as_str())));
-    let mut seen = std::collections::BTreeSet::new();
-    all.retain(|i| seen.insert(i.service.to_string()));
-    all
+    rarangi_proto::nearest_first(all, catalogue, cluster, |i| {
+        (i.service.as_str(), &i.catalogue, &i.cluster)
+    })
 }

@@ -1,57 +1,14 @@
 //! Replicated items: catalogue records, links, services and configuration
 //! keys, each with a version and a tombstone flag.
 
-use rarangi_proto::{decode_field, encode_field, Attrs, CatalogueUri, Message, ServiceUri, Ts};
+use rarangi_proto::{Attrs, CatalogueUri, Message, ServiceUri, Ts};
 use smallvec::SmallVec;
-use std::borrow::Cow;
 use std::sync::Arc;
 
-/// The identity of a replicated item. Items are ordered by [`ItemKey::sort_key`],
-/// the order that anti-entropy ranges use.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ItemKey {
-    /// A catalogue's incarnation record.
-    Catalogue(CatalogueUri),
-    /// A configuration key.
-    Key(String),
-    /// A link between two catalogues (a < b).
-    Link(CatalogueUri, CatalogueUri),
-    /// A service registered at a catalogue.
-    Service(ServiceUri, CatalogueUri),
-}
-
-impl ItemKey {
-    /// The item's position in the anti-entropy key space: a tag letter and
-    /// the percent-encoded fields, separated by spaces.
-    pub fn sort_key(&self) -> String {
-        match self {
-            ItemKey::Catalogue(c) => format!("C {}", encode_field(c.as_str())),
-            ItemKey::Key(k) => format!("K {}", encode_field(k)),
-            ItemKey::Link(a, b) => format!("L {} {}", encode_field(a.as_str()), encode_field(b.as_str())),
-            // Owner first: a catalogue's services are one range, rechecked
-            // together when its reachability changes.
-            ItemKey::Service(s, c) => format!("S {} {}", encode_field(c.as_str()), encode_field(s.as_str())),
-        }
-    }
-}
-
-/// The service URI held in a service item's sort key (its last field).
-pub(crate) fn service_text(sort_key: &str) -> Cow<'_, str> {
-    let field = sort_key.rsplit_once(' ').map_or(sort_key, |(_, s)| s);
-    if field.contains('%') {
-        Cow::Owned(decode_field(field).expect("sort keys are built by encode_field"))
-    } else {
-        Cow::Borrowed(field)
-    }
-}
-
-/// The service URI of a service item, from its sort key.
-pub(crate) fn service_of(sort_key: &str) -> ServiceUri {
-    ServiceUri::parse(&service_text(sort_key)).expect("service keys are built from a parsed URI")
-}
+use crate::sort_key::SortKey;
 
 /// The payload of an item. A service's URI is not here: it is stored once,
-/// in the item's sort key, and read back with [`service_of`].
+/// in the item's sort key, and read back with [`SortKey::service_uri`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Value {
     Catalogue {
@@ -98,7 +55,7 @@ pub(crate) struct Item {
 
 /// The replicated database, ordered by sort key. Items are boxed so the
 /// tree's nodes stay small (they are often half full).
-pub(crate) type Db = std::collections::BTreeMap<String, Box<Item>>;
+pub(crate) type Db = std::collections::BTreeMap<SortKey, Box<Item>>;
 
 /// Which horizon (collection floor) an item kind belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,19 +89,11 @@ impl Value {
         }
     }
 
-    pub(crate) fn class(&self) -> Class {
-        match self {
-            Value::Catalogue { .. } => Class::Catalogue,
-            Value::Link { .. } | Value::Service { .. } => Class::Volatile,
-            Value::Key { .. } => Class::Config,
-        }
-    }
-
     /// Converts a replication message into an item's sort key, value and
     /// version; None for any other message.
-    pub(crate) fn from_message(msg: Message) -> Option<(String, Value, Ts)> {
+    pub(crate) fn from_message(msg: Message) -> Option<(SortKey, Value, Ts)> {
         let service = |service: ServiceUri, catalogue: CatalogueUri, cluster: String, attrs| {
-            let key = ItemKey::Service(service, catalogue.clone()).sort_key();
+            let key = SortKey::service(&catalogue, &service);
             let value = Value::Service {
                 catalogue,
                 cluster: Arc::new(cluster),
@@ -158,7 +107,7 @@ impl Value {
                 cluster,
                 ts,
             } => (
-                ItemKey::Catalogue(catalogue.clone()).sort_key(),
+                SortKey::catalogue(&catalogue),
                 Value::Catalogue {
                     uri: catalogue,
                     cluster,
@@ -192,7 +141,7 @@ impl Value {
                 ts,
                 value,
             } => (
-                ItemKey::Key(key.clone()).sort_key(),
+                SortKey::config(&key),
                 Value::Key {
                     key: key.into(),
                     origin,
@@ -201,7 +150,7 @@ impl Value {
                 ts,
             ),
             Message::DelKey { key, origin, ts } => (
-                ItemKey::Key(key.clone()).sort_key(),
+                SortKey::config(&key),
                 Value::Key {
                     key: key.into(),
                     origin,
@@ -213,21 +162,17 @@ impl Value {
         })
     }
 
-    fn link(a: CatalogueUri, b: CatalogueUri, up: bool, ts: Ts) -> (String, Value, Ts) {
-        (
-            ItemKey::Link(a.clone(), b.clone()).sort_key(),
-            Value::Link { a, b, up },
-            ts,
-        )
+    fn link(a: CatalogueUri, b: CatalogueUri, up: bool, ts: Ts) -> (SortKey, Value, Ts) {
+        (SortKey::link(&a, &b), Value::Link { a, b, up }, ts)
     }
 
     /// DEL_SERV for a service item (live or not) at version `ts`.
-    pub(crate) fn del_serv(&self, sort_key: &str, ts: Ts) -> Message {
+    pub(crate) fn del_serv(&self, sort_key: &SortKey, ts: Ts) -> Message {
         match self {
             Value::Service {
                 catalogue, cluster, ..
             } => Message::DelServ {
-                service: service_of(sort_key),
+                service: sort_key.service_uri(),
                 catalogue: catalogue.clone(),
                 cluster: cluster.to_string(),
                 ts,
@@ -238,7 +183,7 @@ impl Value {
 
     /// The replication message carrying this value, stored under
     /// `sort_key`, at version `ts`.
-    pub(crate) fn to_message(&self, sort_key: &str, ts: Ts) -> Message {
+    pub(crate) fn to_message(&self, sort_key: &SortKey, ts: Ts) -> Message {
         match self.clone() {
             Value::Catalogue { uri, cluster } => Message::Catalogue {
                 catalogue: uri,
@@ -252,7 +197,7 @@ impl Value {
                 cluster,
                 attrs: Some(attrs),
             } => Message::AddServ {
-                service: service_of(sort_key),
+                service: sort_key.service_uri(),
                 catalogue,
                 cluster: cluster.to_string(),
                 ts,
@@ -300,7 +245,7 @@ impl Item {
     }
 
     /// The replication message for this item, stored under `sort_key`.
-    pub(crate) fn message(&self, sort_key: &str) -> Message {
+    pub(crate) fn message(&self, sort_key: &SortKey) -> Message {
         self.value.to_message(sort_key, self.ts)
     }
 
@@ -320,9 +265,9 @@ impl Item {
 
     /// Hash of identity and the whole version (timestamp, origin, delete
     /// flag) for range fingerprints.
-    pub(crate) fn fingerprint(&self, sort_key: &str) -> u64 {
+    pub(crate) fn fingerprint(&self, sort_key: &SortKey) -> u64 {
         let mut h = Fnv::default();
-        h.write(sort_key.as_bytes());
+        h.write(sort_key.as_str().as_bytes());
         h.write(&self.ts.0.to_le_bytes());
         // The whole version: equal timestamps from two origins differ.
         h.write(self.value.origin().as_str().as_bytes());
@@ -358,13 +303,13 @@ impl KeyRecord {
     }
 
     /// The record's sort key and value.
-    pub(crate) fn to_entry(&self) -> (String, Value) {
+    pub(crate) fn to_entry(&self) -> (SortKey, Value) {
         let value = Value::Key {
             key: self.key.as_str().into(),
             origin: self.origin.clone(),
             value: self.value.as_deref().map(Into::into),
         };
-        (ItemKey::Key(self.key.clone()).sort_key(), value)
+        (SortKey::config(&self.key), value)
     }
 }
 

@@ -3,8 +3,7 @@
 //! Inputs are link up/down, a message from a peer catalogue or a client,
 //! client connect/disconnect, local configuration writes and timer ticks,
 //! each carrying the wall-clock reading `now_ms`. Outputs ([`Output`]) are
-//! messages to send, connections to close, records to persist and notices
-//! to log. There are no sockets, no async runtime and no clock in here: the
+//! messages to send, records to persist and notices to log. There are no sockets, no async runtime and no clock in here: the
 //! daemon (`rarangi-server`) and the simulation (`rarangi-sim`) drive it.
 //!
 //! See `docs/ARCHITECTURE.md` for the replication rules implemented here.
@@ -16,12 +15,13 @@ mod config;
 mod horizon;
 mod item;
 mod output;
+mod sort_key;
 mod sync;
 mod topology;
 mod welcome;
 
 pub use catalogue::{Catalogue, ServiceView, TopologyView};
 pub use config::{Config, Limits};
-pub use item::{ItemKey, KeyRecord};
+pub use item::KeyRecord;
 pub use output::{ClientId, Durable, Notice, Output, PersistOp};
 pub use welcome::{check_welcome, WelcomeVerdict};

@@ -35,13 +35,6 @@ pub enum Output {
         /// The messages.
         msgs: Arc<[Message]>,
     },
-    /// Close a client connection (after sending what was queued).
-    CloseClient {
-        /// The client.
-        client: ClientId,
-        /// Why, for the log.
-        reason: String,
-    },
     /// Write durable state before acknowledging anything that depends on it.
     Persist(PersistOp),
     /// Something an operator should see in the log.

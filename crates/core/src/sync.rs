@@ -15,24 +15,26 @@ use std::ops::Bound as RangeBound;
 use rarangi_proto::Bound;
 
 use crate::item::{Db, Item};
+use crate::sort_key::SortKey;
 
 /// Ranges with at most this many items are settled by sending items.
 pub(crate) const LEAF: u64 = 16;
 /// How many parts a large differing range is split into.
 pub(crate) const FANOUT: usize = 8;
 
+/// The items in `[lo, hi)`.
 pub(crate) fn range<'a>(
     db: &'a Db,
     lo: &Bound,
     hi: &Bound,
-) -> impl Iterator<Item = (&'a String, &'a Item)> + 'a {
+) -> impl Iterator<Item = (&'a SortKey, &'a Item)> + 'a {
     let lo = match lo {
         Bound::Unbounded => RangeBound::Unbounded,
-        Bound::Key(k) => RangeBound::Included(k.clone()),
+        Bound::Key(k) => RangeBound::Included(k.as_str()),
     };
     let hi = match hi {
         Bound::Unbounded => RangeBound::Unbounded,
-        Bound::Key(k) => RangeBound::Excluded(k.clone()),
+        Bound::Key(k) => RangeBound::Excluded(k.as_str()),
     };
     // An inverted range from a confused peer is simply empty.
     let valid = match (&lo, &hi) {
@@ -40,7 +42,7 @@ pub(crate) fn range<'a>(
         _ => true,
     };
     valid
-        .then(|| db.range((lo, hi)))
+        .then(|| db.range::<str, _>((lo, hi)))
         .into_iter()
         .flatten()
         .map(|(k, item)| (k, &**item))
@@ -56,14 +58,14 @@ pub(crate) fn summarize(db: &Db, lo: &Bound, hi: &Bound) -> (u64, u64) {
 /// Splits `[lo, hi)` into up to [`FANOUT`] consecutive ranges with about
 /// equal numbers of items, each with its summary.
 pub(crate) fn split(db: &Db, lo: &Bound, hi: &Bound) -> Vec<(Bound, Bound, u64, u64)> {
-    let keys: Vec<&String> = range(db, lo, hi).map(|(k, _)| k).collect();
+    let keys: Vec<&SortKey> = range(db, lo, hi).map(|(k, _)| k).collect();
     let per = keys.len().div_ceil(FANOUT).max(1);
     let mut cuts: Vec<Bound> = vec![lo.clone()];
     cuts.extend(
         keys.iter()
             .skip(per)
             .step_by(per)
-            .map(|k| Bound::Key((*k).clone())),
+            .map(|k| Bound::Key(k.as_str().to_owned())),
     );
     cuts.push(hi.clone());
     cuts.windows(2)

@@ -23,7 +23,7 @@ pub use error::{ErrorCode, ParseError};
 pub use message::{parse_line, parse_line_with_limit, Bound, Message, MessageKind};
 pub use names::{validate_cluster, validate_environment, validate_key, NameError};
 pub use ts::{Hlc, SkewError, Ts};
-pub use uri::{locality, CatalogueUri, ServiceUri, UriError, MAX_URI_LEN};
+pub use uri::{locality, nearest_first, CatalogueUri, ServiceUri, UriError, MAX_URI_LEN};
 
 /// Default maximum length of one line in bytes, excluding the LF (DESIGN §2).
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;

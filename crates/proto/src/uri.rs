@@ -227,9 +227,70 @@ pub fn locality(
     }
 }
 
+/// Orders service records for an answer: one per service URI, the most
+/// local (see [`locality`]; then the lowest catalogue URI), listed by
+/// locality and then by URI. `fields` gives a record's service URI,
+/// catalogue and cluster. The one implementation of "one per URI, nearest
+/// first", used by the catalogue and the client library.
+pub fn nearest_first<T>(
+    records: impl IntoIterator<Item = T>,
+    here: Option<&CatalogueUri>,
+    here_cluster: &str,
+    fields: impl Fn(&T) -> (&str, &CatalogueUri, &str),
+) -> Vec<T> {
+    fn rank<'a, T>(
+        r: &'a T,
+        fields: &impl Fn(&T) -> (&str, &CatalogueUri, &str),
+        here: Option<&CatalogueUri>,
+        here_cluster: &str,
+    ) -> (u8, &'a str, &'a CatalogueUri) {
+        let (service, catalogue, cluster) = fields(r);
+        (
+            locality(catalogue, cluster, here, here_cluster),
+            service,
+            catalogue,
+        )
+    }
+    let mut all: Vec<T> = records.into_iter().collect();
+    // Group by URI with the nearest first, keep that one, then order.
+    all.sort_by(|a, b| {
+        let (ra, sa, ca) = rank(a, &fields, here, here_cluster);
+        let (rb, sb, cb) = rank(b, &fields, here, here_cluster);
+        (sa, ra, ca).cmp(&(sb, rb, cb))
+    });
+    all.dedup_by(|later, kept| fields(later).0 == fields(kept).0);
+    all.sort_by(|a, b| rank(a, &fields, here, here_cluster).cmp(&rank(b, &fields, here, here_cluster)));
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nearest_first_keeps_the_most_local_record_per_uri() {
+        let c = |s: &str| CatalogueUri::from_addr(s).unwrap();
+        let (here, near, far, far2) = (c("h:1"), c("n:1"), c("f:1"), c("e:1"));
+        let recs = vec![
+            ("tcp://x:1/b", far.clone(), "us"),
+            ("tcp://x:1/a", far.clone(), "us"),
+            ("tcp://x:1/a", near.clone(), "eu"),
+            ("tcp://x:1/c", here.clone(), "us"),
+            ("tcp://x:1/d", far.clone(), "us"),
+            ("tcp://x:1/d", far2.clone(), "us"),
+        ];
+        let out = nearest_first(recs, Some(&here), "eu", |r| (r.0, &r.1, r.2));
+        let got: Vec<(&str, &str)> = out.iter().map(|r| (r.0, r.1.addr())).collect();
+        assert_eq!(
+            got,
+            [
+                ("tcp://x:1/c", "h:1"),
+                ("tcp://x:1/a", "n:1"),
+                ("tcp://x:1/b", "f:1"),
+                ("tcp://x:1/d", "e:1"),
+            ]
+        );
+    }
 
     #[test]
     fn locality_ranks_here_then_cluster_then_elsewhere() {

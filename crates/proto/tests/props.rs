@@ -111,6 +111,8 @@ fn message() -> impl Strategy<Value = Message> {
         }),
         (bound(), bound()).prop_map(|(lo, hi)| Message::SyncPull { lo, hi }),
         any::<bool>().prop_map(|last| Message::SyncMark { last }),
+        (catalogue(), proptest::collection::vec(catalogue(), 1..5))
+            .prop_map(|(leader, reachable)| Message::Reachable { leader, reachable }),
     ]
 }
 

@@ -520,7 +520,6 @@ impl Driver {
                             self.drop_client(client.0, &format!("client cannot keep up: {why}"));
                         }
                     }
-                    Output::CloseClient { client, reason } => self.drop_client(client.0, &reason),
                     Output::Persist(op) => {
                         if let PersistOp::Key(rec) = &op {
                             if let Some(path) = key_path(&rec.key) {

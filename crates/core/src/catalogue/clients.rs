@@ -1,0 +1,308 @@
+//! Clients: registrations, subscriptions (snapshot, then changes to the
+//! visible set) and topology followers.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use rarangi_proto::{Attrs, ErrorCode, Message, ServiceUri};
+use regex::Regex;
+
+use super::Catalogue;
+use crate::item::Value;
+use crate::output::{ClientId, Notice, Output};
+use crate::sort_key::SortKey;
+
+/// One client connection.
+#[derive(Debug, Default)]
+pub(super) struct Client {
+    pub(super) may_register: bool,
+    pub(super) regs: BTreeSet<ServiceUri>,
+    /// Regex sources, in subscription order; compiled in `regexes`.
+    pub(super) subs: Vec<String>,
+    pub(super) follows_links: bool,
+}
+
+/// A compiled subscription regex, the clients using it, and the snapshot
+/// it last produced with the services generation it was taken at.
+#[derive(Debug)]
+pub(super) struct Compiled {
+    regex: Regex,
+    users: BTreeSet<ClientId>,
+    snapshot: Option<(u64, Arc<[Message]>)>,
+}
+
+/// Regexes no client uses are kept for reuse up to this many; then they
+/// are all dropped (memory stays bounded).
+const IDLE_REGEX_MAX: usize = 256;
+
+/// Larger snapshots are not cached (memory stays bounded).
+const SNAPSHOT_CACHE_MAX: usize = 256;
+
+/// A service registered here, and the clients holding it.
+#[derive(Debug)]
+pub(super) struct OwnReg {
+    holders: Vec<ClientId>,
+    pub(super) attrs: Attrs,
+}
+
+impl Catalogue {
+    pub(super) fn register(&mut self, client: ClientId, service: ServiceUri, attrs: Attrs) {
+        let limit = self.cfg.limits.registrations_per_client;
+        let c = self.clients.get_mut(&client).expect("caller checked");
+        if !c.may_register {
+            let detail = "REG_SERV is accepted only on the Unix socket, from loopback, or from addresses allowed by --allow-register".to_owned();
+            self.refuse(client, ErrorCode::NotAllowed, detail);
+            return;
+        }
+        if c.regs.len() >= limit && !c.regs.contains(&service) {
+            self.refuse(
+                client,
+                ErrorCode::Limit,
+                format!("at most {limit} registrations per connection"),
+            );
+            return;
+        }
+        c.regs.insert(service.clone());
+        let reg = self.own.entry(service.clone()).or_insert_with(|| OwnReg {
+            holders: Vec::new(),
+            attrs: Attrs::default(),
+        });
+        let changed = reg.holders.is_empty() || reg.attrs != attrs;
+        if !reg.holders.contains(&client) {
+            reg.holders.push(client);
+        }
+        reg.attrs = attrs.clone();
+        if changed {
+            self.mint(self.service_value(&service, Some(attrs)));
+        }
+    }
+
+    pub(super) fn unregister(&mut self, client: ClientId, service: &ServiceUri) {
+        let c = self.clients.get_mut(&client).expect("caller checked");
+        if !c.regs.remove(service) {
+            let msg = Message::error(
+                ErrorCode::Other("not-found".into()),
+                format!("{service} is not registered on this connection"),
+            );
+            self.send_client(client, msg);
+            return;
+        }
+        self.release(client, service);
+    }
+
+    /// Drops one holder of a registration; the last one out deletes it.
+    pub(super) fn release(&mut self, client: ClientId, service: &ServiceUri) {
+        let Some(reg) = self.own.get_mut(service) else {
+            return;
+        };
+        reg.holders.retain(|h| *h != client);
+        if reg.holders.is_empty() {
+            self.own.remove(service);
+            self.mint(self.service_value(service, None));
+        }
+    }
+
+    pub(super) fn subscribe(&mut self, client: ClientId, source: String) {
+        let limits = &self.cfg.limits;
+        if source.len() > limits.regex_len {
+            let d = format!(
+                "regex of {} bytes exceeds the limit of {} bytes",
+                source.len(),
+                limits.regex_len
+            );
+            return self.refuse(client, ErrorCode::Limit, d);
+        }
+        let max_subs = limits.subscriptions_per_client;
+        if !self.regexes.contains_key(&source) {
+            let regex = match regex::RegexBuilder::new(&source)
+                .size_limit(limits.regex_compiled_size)
+                .build()
+            {
+                Ok(r) => r,
+                Err(regex::Error::CompiledTooBig(limit)) => {
+                    let text =
+                        format!("{source:?} compiles to more than the limit of {limit} bytes; simplify it");
+                    return self.refuse(client, ErrorCode::Limit, text);
+                }
+                Err(e) => {
+                    let text = format!(
+                        "{source:?} is not a valid regular expression: {}",
+                        e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+                    );
+                    return self.refuse(client, ErrorCode::BadRegex, text);
+                }
+            };
+            let idle = self.regexes.values().filter(|c| c.users.is_empty()).count();
+            if idle >= IDLE_REGEX_MAX {
+                self.regexes.retain(|_, c| !c.users.is_empty());
+            }
+            let compiled = Compiled {
+                regex,
+                users: BTreeSet::new(),
+                snapshot: None,
+            };
+            self.regexes.insert(source.clone(), compiled);
+        }
+        let c = self.clients.get_mut(&client).expect("caller checked");
+        if !c.subs.contains(&source) {
+            if c.subs.len() >= max_subs {
+                return self.refuse(
+                    client,
+                    ErrorCode::Limit,
+                    format!("at most {max_subs} subscriptions per connection"),
+                );
+            }
+            c.subs.push(source.clone());
+        }
+        let gen = self.services_gen;
+        let compiled = self.regexes.get(&source).expect("compiled above");
+        let cached = compiled
+            .snapshot
+            .as_ref()
+            .filter(|(g, _)| *g == gen)
+            .map(|(_, m)| m.clone());
+        let snapshot = cached.unwrap_or_else(|| {
+            let regex = &compiled.regex;
+            let fresh: Arc<[Message]> = self
+                .services_where(|s| regex.is_match(s))
+                .map(|v| v.add_message())
+                .collect();
+            fresh
+        });
+        let compiled = self.regexes.get_mut(&source).expect("compiled above");
+        compiled.users.insert(client);
+        if snapshot.len() <= SNAPSHOT_CACHE_MAX {
+            compiled.snapshot = Some((gen, snapshot.clone()));
+        }
+        if !snapshot.is_empty() {
+            self.out.push(Output::ToClientMany {
+                client,
+                msgs: snapshot,
+            });
+        }
+        self.send_client(client, Message::SubServ { regex: source });
+    }
+
+    pub(super) fn unsubscribe(&mut self, client: ClientId, source: String) {
+        let c = self.clients.get_mut(&client).expect("caller checked");
+        let before = c.subs.len();
+        c.subs.retain(|s| *s != source);
+        let msg = if c.subs.len() < before {
+            self.release_regex(client, &source);
+            Message::UnsubServ { regex: source }
+        } else {
+            Message::error(
+                ErrorCode::Other("not-found".into()),
+                format!("no subscription {source:?} on this connection"),
+            )
+        };
+        self.send_client(client, msg);
+    }
+
+    /// `client` no longer uses the regex `source`; it stays compiled (with
+    /// its snapshot) for the next subscriber, within [`IDLE_REGEX_MAX`].
+    pub(super) fn release_regex(&mut self, client: ClientId, source: &str) {
+        if let Some(c) = self.regexes.get_mut(source) {
+            c.users.remove(&client);
+        }
+    }
+
+    /// SUB_LINK: the topology snapshot (catalogue records, links, what is
+    /// reachable and the leader), the echo, then changes as they happen.
+    pub(super) fn follow_links(&mut self, client: ClientId) {
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.follows_links = true;
+        }
+        let mut msgs: Vec<Message> = self
+            .catalogues
+            .iter()
+            .map(|(u, (ts, cluster))| Message::Catalogue {
+                catalogue: u.clone(),
+                cluster: cluster.clone(),
+                ts: *ts,
+            })
+            .collect();
+        msgs.extend(self.topology.links().map(|(a, b)| Message::AddLink {
+            a: a.clone(),
+            b: b.clone(),
+            ts: self.link_ts(a, b),
+        }));
+        msgs.push(self.reachable_message());
+        for m in msgs {
+            self.send_client(client, m);
+        }
+        self.send_client(client, Message::SubLink);
+    }
+
+    /// REACHABLE: the leader and the reachable set as computed here.
+    pub(super) fn reachable_message(&self) -> Message {
+        Message::Reachable {
+            leader: self.topology.leader().clone(),
+            reachable: self.topology.reachable().iter().cloned().collect(),
+        }
+    }
+
+    pub(super) fn refuse(&mut self, client: ClientId, code: ErrorCode, detail: String) {
+        self.notice(Notice::ClientRefused {
+            client,
+            detail: detail.clone(),
+        });
+        self.send_client(client, Message::error(code, detail));
+    }
+
+    /// Tells subscribers when a service item became visible, changed
+    /// while visible, or stopped being visible.
+    pub(super) fn recheck_service(&mut self, key: SortKey) {
+        let Some(item) = self.db.get(&key) else {
+            return; // forgotten: `forget` told subscribers
+        };
+        let visible = match &item.value {
+            Value::Service {
+                catalogue,
+                attrs: Some(_),
+                ..
+            } => self.topology.is_reachable(catalogue) && item.ts >= self.incarnation_of(catalogue),
+            _ => false,
+        };
+        let msg = match (item.shown, visible) {
+            (false, false) => None,
+            (true, true) if !item.fresh => None,
+            (_, true) => Some(item.message(&key)),
+            (true, false) => Some(item.value.del_serv(&key, item.ts)),
+        };
+        let item = self.db.get_mut(&key).expect("present");
+        item.shown = visible;
+        item.fresh = false;
+        if let Some(msg) = msg {
+            self.notify_subscribers(&key.service_text(), msg);
+        }
+    }
+
+    /// A service became visible, changed or stopped being visible: tells
+    /// the matching subscribers, and cached snapshots are stale.
+    pub(super) fn notify_subscribers(&mut self, service: &str, msg: Message) {
+        self.services_gen += 1;
+        // Each regex in use is tested once, however many clients share it.
+        let targets: BTreeSet<ClientId> = self
+            .regexes
+            .values()
+            .filter(|c| !c.users.is_empty() && c.regex.is_match(service))
+            .flat_map(|c| c.users.iter().copied())
+            .collect();
+        for id in targets {
+            self.send_client(id, msg.clone());
+        }
+    }
+
+    pub(super) fn notify_link_followers(&mut self, msg: Message) {
+        let targets: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.follows_links)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in targets {
+            self.send_client(id, msg.clone());
+        }
+    }
+}

@@ -8,10 +8,15 @@ use rarangi_proto::{encode_field, Attrs, Bound, CatalogueUri, ErrorCode, Hlc, Me
 use regex::Regex;
 
 use crate::config::Config;
+use crate::hooks::HookState;
 use crate::horizon::Horizon;
 use crate::item::{service_of, service_text, version, Class, Db, Item, ItemKey, KeyRecord, PeerId, Value};
+use crate::lease::OwnReg;
 use crate::output::{ClientId, Durable, Notice, Output, PersistOp};
 use crate::{sync, topology};
+
+mod nesoi;
+mod own;
 
 /// A neighbour catalogue with a connection up.
 #[derive(Debug)]
@@ -52,12 +57,6 @@ struct CachedRegex {
 
 /// Larger snapshots are not cached (memory stays bounded).
 const SNAPSHOT_CACHE_MAX: usize = 256;
-
-#[derive(Debug)]
-struct OwnReg {
-    holders: Vec<ClientId>,
-    attrs: Attrs,
-}
 
 /// A service record currently visible at this catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +139,8 @@ pub struct Catalogue {
     /// Bumped whenever the visible services change; snapshots cached at an
     /// older generation are stale.
     services_gen: u64,
+    /// Webhook delivery bookkeeping (leader only).
+    hooks: HookState,
     out: Vec<Output>,
 }
 
@@ -182,6 +183,7 @@ impl Catalogue {
             dirty_services: BTreeSet::new(),
             regex_cache: std::collections::HashMap::new(),
             services_gen: 0,
+            hooks: HookState::default(),
             out: Vec::new(),
             cfg,
         };
@@ -193,6 +195,8 @@ impl Catalogue {
         c.put(key, Item::new(record, incarnation));
         c.refresh();
         c.out.clear();
+        // Deliveries dropped with those outputs are not in flight.
+        c.hooks = HookState::default();
         c
     }
 
@@ -368,9 +372,12 @@ impl Catalogue {
         self.refresh();
     }
 
-    /// Periodic housekeeping: collects tombstones past the horizon.
+    /// Periodic housekeeping: collects tombstones past the horizon,
+    /// withdraws lapsed leases, and retries webhooks that are due.
     pub fn tick(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
+        self.expire_leases(now_ms);
+        self.hooks.note_change();
         let horizon = self.cfg.tombstone_horizon_ms;
         while let Some((ts, key)) = self.tombstones.first().cloned() {
             if ts.millis().saturating_add(horizon) >= now_ms {
@@ -394,16 +401,13 @@ impl Catalogue {
                 Class::Catalogue => {}
             }
         }
+        self.refresh();
     }
 
     /// Writes a configuration key locally (then replicates it). Returns the
     /// version; the driver acknowledges once the Persist output is durable.
     pub fn set_key(&mut self, now_ms: u64, key: &str, value: &str) -> Result<Ts, rarangi_proto::NameError> {
-        rarangi_proto::validate_key(key)?;
-        self.now_ms = now_ms;
-        let ts = self.mint(self.key_entry(key, Some(value.to_owned())));
-        self.refresh();
-        Ok(ts)
+        self.write_key(now_ms, key, value).map(|w| w.ts)
     }
 
     /// Deletes a configuration key; None if it does not exist.
@@ -755,6 +759,7 @@ impl Catalogue {
                 self.dirty_services.insert(key.clone());
             }
             Value::Key { key: name, .. } => {
+                self.hooks.note_change();
                 self.collected_keys.remove(&**name);
                 if let Some(rec) = KeyRecord::from_value(&item.value, item.ts) {
                     self.out.push(Output::Persist(PersistOp::Key(rec)));
@@ -1113,18 +1118,7 @@ impl Catalogue {
             return;
         }
         c.regs.insert(service.clone());
-        let reg = self.own.entry(service.clone()).or_insert_with(|| OwnReg {
-            holders: Vec::new(),
-            attrs: Attrs::default(),
-        });
-        let changed = reg.holders.is_empty() || reg.attrs != attrs;
-        if !reg.holders.contains(&client) {
-            reg.holders.push(client);
-        }
-        reg.attrs = attrs.clone();
-        if changed {
-            self.mint(self.service_value(&service, Some(attrs)));
-        }
+        self.hold(service, attrs, |h| h.add_client(client));
     }
 
     fn unregister(&mut self, client: ClientId, service: &ServiceUri) {
@@ -1140,16 +1134,9 @@ impl Catalogue {
         self.release(client, service);
     }
 
-    /// Drops one holder of a registration; the last one out deletes it.
+    /// Drops a client's hold on a registration.
     fn release(&mut self, client: ClientId, service: &ServiceUri) {
-        let Some(reg) = self.own.get_mut(service) else {
-            return;
-        };
-        reg.holders.retain(|h| *h != client);
-        if reg.holders.is_empty() {
-            self.own.remove(service);
-            self.mint(self.service_value(service, None));
-        }
+        self.release_with(service, |h| h.remove_client(client));
     }
 
     fn subscribe(&mut self, client: ClientId, source: String) {
@@ -1286,6 +1273,7 @@ impl Catalogue {
         for key in std::mem::take(&mut self.dirty_services) {
             self.recheck_service(key);
         }
+        self.run_hooks();
     }
 
     /// Recomputes links, reachability and leader; returns the catalogues
@@ -1352,6 +1340,7 @@ impl Catalogue {
     /// the matching subscribers, and cached snapshots are stale.
     fn notify_subscribers(&mut self, service: &str, msg: Message) {
         self.services_gen += 1;
+        self.hooks.service_changed(service);
         let targets: Vec<ClientId> = self
             .clients
             .iter()

@@ -13,8 +13,12 @@
 
 mod catalogue;
 mod config;
+mod config_key;
+mod hooks;
 mod horizon;
 mod item;
+mod lease;
+mod link_rule;
 mod output;
 mod sync;
 mod topology;
@@ -22,6 +26,10 @@ mod welcome;
 
 pub use catalogue::{Catalogue, ServiceView, TopologyView};
 pub use config::{Config, Limits};
+pub use config_key::{ConfigKey, HookKind, KeyWrite, Written};
+pub use hooks::{services_version, Delivery, What, ABSENT_VERSION};
 pub use item::{ItemKey, KeyRecord};
+pub use lease::{LeaseError, Registered, MAX_LEASE_MS};
+pub use link_rule::keep_new_link;
 pub use output::{ClientId, Durable, Notice, Output, PersistOp};
 pub use welcome::{check_welcome, WelcomeVerdict};

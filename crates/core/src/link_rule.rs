@@ -19,8 +19,12 @@ pub fn keep_new_link(
     if old_dialed_by_me == new_dialed_by_me {
         return true;
     }
-    let lower_dials_new = if new_dialed_by_me { me < peer } else { peer < me };
-    lower_dials_new
+    // The new connection was dialed by the lower URI.
+    if new_dialed_by_me {
+        me < peer
+    } else {
+        peer < me
+    }
 }
 
 #[cfg(test)]

@@ -592,7 +592,7 @@ impl Net {
                     }
                     self.nodes[node].durable.apply(&op);
                 }
-                Output::Notice(_) => {}
+                Output::Notice(_) | Output::Webhook(_) => {}
             }
         }
     }

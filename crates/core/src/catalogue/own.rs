@@ -5,7 +5,7 @@ use rarangi_proto::{Attrs, ServiceUri};
 
 use super::Catalogue;
 use crate::item::ItemKey;
-use crate::lease::{self, Holders, LeaseError, OwnReg, Registered};
+use crate::lease::{self, Holders, LeaseError, Registered};
 use crate::output::Notice;
 
 impl Catalogue {
@@ -77,7 +77,7 @@ impl Catalogue {
     /// attributes; a new version is issued when it is new or they changed.
     /// Returns whether it was.
     pub(super) fn hold(&mut self, service: ServiceUri, attrs: Attrs, add: impl FnOnce(&mut Holders)) -> bool {
-        let reg = self.own.entry(service.clone()).or_insert_with(OwnReg::default);
+        let reg = self.own.entry(service.clone()).or_default();
         let changed = reg.holders.is_empty() || reg.attrs != attrs;
         add(&mut reg.holders);
         reg.attrs = attrs.clone();

@@ -195,8 +195,6 @@ impl Catalogue {
         c.put(key, Item::new(record, incarnation));
         c.refresh();
         c.out.clear();
-        // Deliveries dropped with those outputs are not in flight.
-        c.hooks = HookState::default();
         c
     }
 
@@ -421,6 +419,9 @@ impl Catalogue {
 
     /// Takes the outputs produced since the last call.
     pub fn drain(&mut self) -> Vec<Output> {
+        // Webhooks are decided once per batch of inputs, not per input: a
+        // service's version can take a scan of every service.
+        self.run_hooks();
         std::mem::take(&mut self.out)
     }
 
@@ -1273,7 +1274,6 @@ impl Catalogue {
         for key in std::mem::take(&mut self.dirty_services) {
             self.recheck_service(key);
         }
-        self.run_hooks();
     }
 
     /// Recomputes links, reachability and leader; returns the catalogues

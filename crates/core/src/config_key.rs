@@ -136,29 +136,23 @@ impl ConfigKey {
     /// The delivery marker of a hook (itself for a marker); None for an
     /// application.
     pub fn marker(&self) -> Option<ConfigKey> {
-        match self {
-            ConfigKey::App { .. } => None,
-            ConfigKey::Hook { kind, name, hook } | ConfigKey::HookState { kind, name, hook } => {
-                Some(ConfigKey::HookState {
-                    kind: *kind,
-                    name: name.clone(),
-                    hook: hook.clone(),
-                })
-            }
-        }
+        let (kind, name, hook) = self.hook_parts()?;
+        Some(ConfigKey::HookState { kind, name, hook })
     }
 
     /// The hook a delivery marker belongs to (itself for a hook); None for
     /// an application.
     pub fn hook(&self) -> Option<ConfigKey> {
+        let (kind, name, hook) = self.hook_parts()?;
+        Some(ConfigKey::Hook { kind, name, hook })
+    }
+
+    /// Kind, resource name and hook name of a hook or marker.
+    fn hook_parts(&self) -> Option<(HookKind, String, String)> {
         match self {
             ConfigKey::App { .. } => None,
             ConfigKey::Hook { kind, name, hook } | ConfigKey::HookState { kind, name, hook } => {
-                Some(ConfigKey::Hook {
-                    kind: *kind,
-                    name: name.clone(),
-                    hook: hook.clone(),
-                })
+                Some((*kind, name.clone(), hook.clone()))
             }
         }
     }

@@ -94,7 +94,7 @@ impl Catalogue {
         }
     }
 
-    /// On the leader, after a change (or a tick), emits the deliveries due:
+    /// On the leader, after changes (or a tick), emits the deliveries due:
     /// hooks whose resource version differs from their marker and that are
     /// neither in flight nor waiting for a retry.
     pub(super) fn run_hooks(&mut self) {

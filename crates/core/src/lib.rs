@@ -5,8 +5,9 @@
 //! each carrying the wall-clock reading `now_ms`. Outputs ([`Output`]) are
 //! messages to send, connections to close, records to persist, webhooks to
 //! post and notices to log. Own registrations live while a connection or a
-//! lease (a TTL) holds them. There are no sockets, no async runtime and no clock in here: the
-//! daemon (`rarangi-server`) and the simulation (`rarangi-sim`) drive it.
+//! lease (a TTL) holds them. There are no sockets, no async runtime and no
+//! clock in here: the daemon (`rarangi-server`) and the simulation
+//! (`rarangi-sim`) drive it.
 //!
 //! See `docs/ARCHITECTURE.md` for the replication rules implemented here.
 

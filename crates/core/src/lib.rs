@@ -3,8 +3,11 @@
 //! Inputs are link up/down, a message from a peer catalogue or a client,
 //! client connect/disconnect, local configuration writes and timer ticks,
 //! each carrying the wall-clock reading `now_ms`. Outputs ([`Output`]) are
-//! messages to send, records to persist and notices to log. There are no sockets, no async runtime and no clock in here: the
-//! daemon (`rarangi-server`) and the simulation (`rarangi-sim`) drive it.
+//! messages to send, records to persist, webhooks to
+//! post and notices to log. Own registrations live while a connection or a
+//! lease (a TTL) holds them. There are no sockets, no async runtime and no
+//! clock in here: the daemon (`rarangi-server`) and the simulation
+//! (`rarangi-sim`) drive it.
 //!
 //! See `docs/ARCHITECTURE.md` for the replication rules implemented here.
 
@@ -12,8 +15,12 @@
 
 mod catalogue;
 mod config;
+mod config_key;
+mod hooks;
 mod horizon;
 mod item;
+mod lease;
+mod link_rule;
 mod output;
 mod sort_key;
 mod sync;
@@ -22,6 +29,10 @@ mod welcome;
 
 pub use catalogue::{Catalogue, ServiceView, TopologyView};
 pub use config::{Config, Limits};
+pub use config_key::{ConfigKey, HookKind, KeyWrite, Written};
+pub use hooks::{services_version, Delivery, What, ABSENT_VERSION};
 pub use item::KeyRecord;
+pub use lease::{LeaseError, Registered, MAX_LEASE_MS};
+pub use link_rule::keep_new_link;
 pub use output::{ClientId, Durable, Notice, Output, PersistOp};
 pub use welcome::{check_welcome, WelcomeVerdict};

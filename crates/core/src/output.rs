@@ -3,6 +3,7 @@
 use rarangi_proto::{CatalogueUri, Message, Ts};
 use std::sync::Arc;
 
+use crate::hooks::Delivery;
 use crate::item::KeyRecord;
 
 /// Identifies one client connection; chosen by the driver.
@@ -39,6 +40,9 @@ pub enum Output {
     Persist(PersistOp),
     /// Something an operator should see in the log.
     Notice(Notice),
+    /// POST a webhook notification, then report the result with
+    /// [`crate::Catalogue::webhook_done`] (emitted by the leader only).
+    Webhook(Delivery),
 }
 
 impl Output {
@@ -136,5 +140,10 @@ pub enum Notice {
     StaleRefused {
         /// The item key.
         key: String,
+    },
+    /// A lease lapsed: the service registered with a TTL was withdrawn.
+    LeaseExpired {
+        /// The service.
+        service: rarangi_proto::ServiceUri,
     },
 }

@@ -182,7 +182,7 @@ fn subscribers_follow_a_remote_service_through_updates_partitions_and_restarts()
     a.client_message(T0, sub, msg("8 orders"));
     b.client_connected(svc, true);
     b.client_message(T0, svc, msg("7 tcp://10.0.0.2:80/orders weight=1"));
-    let first = pump(&mut [&mut a, &mut b]);
+    let first = pump(T0, &mut [&mut a, &mut b]).swap_remove(0);
     let seen = |outs: Vec<Output>| {
         to_client(&outs, sub)
             .into_iter()
@@ -195,7 +195,7 @@ fn subscribers_follow_a_remote_service_through_updates_partitions_and_restarts()
 
     // New attributes: shown again as an ADD.
     b.client_message(T0, svc, msg("7 tcp://10.0.0.2:80/orders weight=2"));
-    assert_eq!(seen(pump(&mut [&mut a, &mut b])), ["5 weight=2"]);
+    assert_eq!(seen(pump(T0, &mut [&mut a, &mut b]).swap_remove(0)), ["5 weight=2"]);
 
     // b unreachable: withdrawn; reachable again: shown again.
     a.link_down(T0, &uri("b:1"));
@@ -204,7 +204,7 @@ fn subscribers_follow_a_remote_service_through_updates_partitions_and_restarts()
     assert_eq!(a.services().count(), 0);
     a.link_up(T0, &uri("b:1"));
     b.link_up(T0, &uri("a:1"));
-    assert_eq!(seen(pump(&mut [&mut a, &mut b])), ["5 weight=2"]);
+    assert_eq!(seen(pump(T0, &mut [&mut a, &mut b]).swap_remove(0)), ["5 weight=2"]);
 
     // b's record announces a new incarnation: its old services died with
     // the old one, and the subscriber is told.
@@ -259,7 +259,7 @@ fn service_uris_with_percent_escapes_survive_replication_exactly() {
     b.client_message(T0, sub, msg("8 %252F"));
     a.client_connected(svc, true);
     a.client_message(T0, svc, msg(&format!("7 {wire} k=v")));
-    let lines = to_client(&pump(&mut [&mut b, &mut a]), sub);
+    let lines = to_client(&pump(T0, &mut [&mut b, &mut a]).swap_remove(0), sub);
     assert!(
         lines[1].starts_with(&format!("5 {wire} x-tvnetcs://a:1/ eu ")),
         "{lines:?}"
@@ -273,7 +273,7 @@ fn service_uris_with_percent_escapes_survive_replication_exactly() {
         assert_eq!(found[0].attrs.get("k"), Some("v"));
     }
     a.client_message(T0, svc, msg(&format!("UNREG_SERV {wire}")));
-    let lines = to_client(&pump(&mut [&mut b, &mut a]), sub);
+    let lines = to_client(&pump(T0, &mut [&mut b, &mut a]).swap_remove(0), sub);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
         lines[0].starts_with(&format!("6 {wire} x-tvnetcs://a:1/ eu ")),

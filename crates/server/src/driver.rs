@@ -529,6 +529,8 @@ impl Driver {
                         persist.push(op);
                     }
                     Output::Notice(n) => log_notice(&n),
+                    // Webhooks still run from `hooks.rs` until the driver is rewired.
+                    Output::Webhook(_) => {}
                 }
             }
         }

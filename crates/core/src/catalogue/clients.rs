@@ -38,13 +38,6 @@ const IDLE_REGEX_MAX: usize = 256;
 /// Larger snapshots are not cached (memory stays bounded).
 const SNAPSHOT_CACHE_MAX: usize = 256;
 
-/// A service registered here, and the clients holding it.
-#[derive(Debug)]
-pub(super) struct OwnReg {
-    holders: Vec<ClientId>,
-    pub(super) attrs: Attrs,
-}
-
 impl Catalogue {
     pub(super) fn register(&mut self, client: ClientId, service: ServiceUri, attrs: Attrs) {
         let limit = self.cfg.limits.registrations_per_client;
@@ -63,18 +56,7 @@ impl Catalogue {
             return;
         }
         c.regs.insert(service.clone());
-        let reg = self.own.entry(service.clone()).or_insert_with(|| OwnReg {
-            holders: Vec::new(),
-            attrs: Attrs::default(),
-        });
-        let changed = reg.holders.is_empty() || reg.attrs != attrs;
-        if !reg.holders.contains(&client) {
-            reg.holders.push(client);
-        }
-        reg.attrs = attrs.clone();
-        if changed {
-            self.mint(self.service_value(&service, Some(attrs)));
-        }
+        self.hold(service, attrs, |h| h.add_client(client));
     }
 
     pub(super) fn unregister(&mut self, client: ClientId, service: &ServiceUri) {
@@ -90,16 +72,9 @@ impl Catalogue {
         self.release(client, service);
     }
 
-    /// Drops one holder of a registration; the last one out deletes it.
+    /// Drops a client's hold on a registration.
     pub(super) fn release(&mut self, client: ClientId, service: &ServiceUri) {
-        let Some(reg) = self.own.get_mut(service) else {
-            return;
-        };
-        reg.holders.retain(|h| *h != client);
-        if reg.holders.is_empty() {
-            self.own.remove(service);
-            self.mint(self.service_value(service, None));
-        }
+        self.release_with(service, |h| h.remove_client(client));
     }
 
     pub(super) fn subscribe(&mut self, client: ClientId, source: String) {
@@ -282,6 +257,7 @@ impl Catalogue {
     /// the matching subscribers, and cached snapshots are stale.
     pub(super) fn notify_subscribers(&mut self, service: &str, msg: Message) {
         self.services_gen += 1;
+        self.hooks.service_changed(service);
         // Each regex in use is tested once, however many clients share it.
         let targets: BTreeSet<ClientId> = self
             .regexes

@@ -7,6 +7,8 @@
 
 mod clients;
 mod link;
+mod nesoi;
+mod own;
 mod replicate;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -22,7 +24,9 @@ use crate::output::{ClientId, Durable, Notice, Output, PersistOp};
 use crate::sort_key::SortKey;
 use crate::topology::Topology;
 
-use clients::{Client, Compiled, OwnReg};
+use clients::{Client, Compiled};
+use crate::hooks::HookState;
+use crate::lease::OwnReg;
 use link::{Peer, PeerState};
 
 /// A service record currently visible at this catalogue.
@@ -101,6 +105,8 @@ pub struct Catalogue {
     /// Bumped whenever the visible services change; snapshots cached at an
     /// older generation are stale.
     services_gen: u64,
+    /// Webhook delivery bookkeeping (leader only).
+    hooks: HookState,
     out: Vec<Output>,
 }
 
@@ -137,6 +143,7 @@ impl Catalogue {
             dirty_services: BTreeSet::new(),
             regexes: HashMap::new(),
             services_gen: 0,
+            hooks: HookState::default(),
             out: Vec::new(),
             cfg,
         };
@@ -296,9 +303,12 @@ impl Catalogue {
         self.refresh();
     }
 
-    /// Periodic housekeeping: collects tombstones past the horizon.
+    /// Periodic housekeeping: collects tombstones past the horizon,
+    /// withdraws lapsed leases, and retries webhooks that are due.
     pub fn tick(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
+        self.expire_leases(now_ms);
+        self.hooks.note_change();
         let horizon = self.cfg.tombstone_horizon_ms;
         while let Some((ts, key)) = self.tombstones.first().cloned() {
             if ts.millis().saturating_add(horizon) >= now_ms {
@@ -321,16 +331,13 @@ impl Catalogue {
                 _ => {}
             }
         }
+        self.refresh();
     }
 
     /// Writes a configuration key locally (then replicates it). Returns the
     /// version; the driver acknowledges once the Persist output is durable.
     pub fn set_key(&mut self, now_ms: u64, key: &str, value: &str) -> Result<Ts, rarangi_proto::NameError> {
-        rarangi_proto::validate_key(key)?;
-        self.now_ms = now_ms;
-        let ts = self.mint(self.key_entry(key, Some(value.to_owned())));
-        self.refresh();
-        Ok(ts)
+        self.write_key(now_ms, key, value).map(|w| w.ts)
     }
 
     /// Deletes a configuration key; None if it does not exist.
@@ -344,6 +351,9 @@ impl Catalogue {
 
     /// Takes the outputs produced since the last call.
     pub fn drain(&mut self) -> Vec<Output> {
+        // Webhooks are decided once per batch of inputs, not per input: a
+        // service's version can take a scan of every service.
+        self.run_hooks();
         std::mem::take(&mut self.out)
     }
 

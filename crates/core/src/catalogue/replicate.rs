@@ -107,6 +107,7 @@ impl Catalogue {
                 self.dirty_services.insert(key.clone());
             }
             Value::Key { key: name, .. } => {
+                self.hooks.note_change();
                 self.collected_keys.remove(&**name);
                 if let Some(rec) = KeyRecord::from_value(&item.value, item.ts) {
                     self.out.push(Output::Persist(PersistOp::Key(rec)));

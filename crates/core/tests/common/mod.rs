@@ -2,7 +2,7 @@
 
 #![allow(dead_code, unreachable_pub)] // each test file uses some of them
 
-use rarangi_core::{Catalogue, ClientId, Config, Durable, Output};
+use rarangi_core::{Catalogue, ClientId, Config, Delivery, Durable, Notice, Output};
 use rarangi_proto::{parse_line, CatalogueUri, ErrorCode, Message, Ts};
 
 pub const T0: u64 = 1_700_000_000_000;
@@ -39,22 +39,39 @@ pub fn error_code(line: &str) -> ErrorCode {
     }
 }
 
+/// Links every pair of `nodes` and delivers peer messages until quiet;
+/// returns each node's other outputs.
+pub fn mesh(now: u64, nodes: &mut [&mut Catalogue]) -> Vec<Vec<Output>> {
+    for i in 0..nodes.len() {
+        for j in 0..nodes.len() {
+            if i != j {
+                let peer = nodes[j].config().uri.clone();
+                nodes[i].link_up(now, &peer);
+            }
+        }
+    }
+    pump(now, nodes)
+}
+
 /// Delivers peer messages between catalogues (through the encoder and
-/// parser) until nothing moves; returns the first catalogue's other outputs.
-pub fn pump(nodes: &mut [&mut Catalogue]) -> Vec<Output> {
-    let mut rest = Vec::new();
+/// parser) until nothing moves; returns each node's other outputs.
+pub fn pump(now: u64, nodes: &mut [&mut Catalogue]) -> Vec<Vec<Output>> {
+    let mut rest: Vec<Vec<Output>> = nodes.iter().map(|_| Vec::new()).collect();
     loop {
         let mut moved = false;
         for i in 0..nodes.len() {
             let from = nodes[i].config().uri.clone();
             for out in nodes[i].drain() {
-                if let Output::ToPeer { peer, msg } = out {
-                    let j = nodes.iter().position(|n| n.config().uri == peer).unwrap();
-                    let msg = parse_line(msg.encode().as_bytes()).unwrap();
-                    nodes[j].peer_message(T0, &from, msg);
-                    moved = true;
-                } else if i == 0 {
-                    rest.push(out);
+                match out {
+                    Output::ToPeer { peer, msg } => {
+                        let Some(j) = nodes.iter().position(|n| n.config().uri == peer) else {
+                            continue;
+                        };
+                        let msg = parse_line(msg.encode().as_bytes()).unwrap();
+                        nodes[j].peer_message(now, &from, msg);
+                        moved = true;
+                    }
+                    other => rest[i].push(other),
                 }
             }
         }
@@ -62,4 +79,32 @@ pub fn pump(nodes: &mut [&mut Catalogue]) -> Vec<Output> {
             return rest;
         }
     }
+}
+
+/// The webhook deliveries among outputs.
+pub fn webhooks(outs: &[Output]) -> Vec<Delivery> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Webhook(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The notices among outputs.
+pub fn notices(outs: &[Output]) -> Vec<Notice> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Notice(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Connects client `id` to `c` and subscribes it to `regex`, dropping the
+/// snapshot.
+pub fn subscriber(c: &mut Catalogue, now: u64, id: ClientId, regex: &str) {
+    c.client_connected(id, false);
+    c.client_message(now, id, Message::SubServ { regex: regex.into() });
+    c.drain();
 }

@@ -60,7 +60,11 @@ mod tests {
         assert!(steps[0] >= Duration::from_millis(500) && steps[0] <= Duration::from_secs(1));
         assert!(steps[3] >= Duration::from_secs(4) && steps[3] <= Duration::from_secs(8));
         assert!(steps[11] >= Duration::from_secs(150) && steps[11] <= Duration::from_secs(300));
-        assert_eq!(b.next_delay(0), Duration::from_secs(150), "the lowest jitter is half the step");
+        assert_eq!(
+            b.next_delay(0),
+            Duration::from_secs(150),
+            "the lowest jitter is half the step"
+        );
         assert_eq!(b.next_delay(150_000), Duration::from_secs(300));
         b.reset();
         assert!(b.next_delay(random()) <= Duration::from_secs(1));

@@ -80,7 +80,11 @@ pub struct UserDirs {
 impl UserDirs {
     /// This process's effective user and environment.
     pub fn current() -> Self {
-        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let var = |name| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         Self {
             euid: rustix::process::geteuid().as_raw(),
             runtime_dir: var("XDG_RUNTIME_DIR"),
@@ -118,7 +122,8 @@ impl UserDirs {
 
     /// The default Unix socket of a side: `SOCKET_DIR/ENV-SIDE.sock`.
     pub fn unix_socket(&self, environment: &str, side: Side) -> PathBuf {
-        self.socket_dir().join(format!("{environment}-{}.sock", side.as_str()))
+        self.socket_dir()
+            .join(format!("{environment}-{}.sock", side.as_str()))
     }
 
     /// The default data directory of a side: `STATE_DIR/ENV-SIDE`.
@@ -161,17 +166,32 @@ mod tests {
             state_home: Some("/s".into()),
             ..user.clone()
         };
-        assert_eq!(xdg.data_dir("testing", Side::A), PathBuf::from("/s/rarangi/testing-a"));
+        assert_eq!(
+            xdg.data_dir("testing", Side::A),
+            PathBuf::from("/s/rarangi/testing-a")
+        );
         let bare = UserDirs {
             euid: 7,
             temp_dir: "/tmp".into(),
             ..UserDirs::default()
         };
-        assert_eq!(bare.unix_socket("production", Side::A), PathBuf::from("/tmp/rarangi-7/production-a.sock"));
-        assert_eq!(bare.data_dir("production", Side::A), PathBuf::from("/tmp/rarangi-7/state/production-a"));
+        assert_eq!(
+            bare.unix_socket("production", Side::A),
+            PathBuf::from("/tmp/rarangi-7/production-a.sock")
+        );
+        assert_eq!(
+            bare.data_dir("production", Side::A),
+            PathBuf::from("/tmp/rarangi-7/state/production-a")
+        );
         // Root uses the system directories whatever its variables say.
         let root = UserDirs { euid: 0, ..xdg };
-        assert_eq!(root.unix_socket("staging", Side::A), PathBuf::from("/run/rarangi/staging-a.sock"));
-        assert_eq!(root.data_dir("staging", Side::A), PathBuf::from("/var/lib/rarangi/staging-a"));
+        assert_eq!(
+            root.unix_socket("staging", Side::A),
+            PathBuf::from("/run/rarangi/staging-a.sock")
+        );
+        assert_eq!(
+            root.data_dir("staging", Side::A),
+            PathBuf::from("/var/lib/rarangi/staging-a")
+        );
     }
 }

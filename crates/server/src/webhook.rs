@@ -9,7 +9,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use rarangi_core::{Catalogue, KeyRecord, ServiceView};
+use rarangi_core::KeyRecord;
+use rarangi_proto::{CatalogueUri, ServiceUri, Ts};
+
+use crate::driver::view::View;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Configuration key of a hook: `hook/KIND/NAME/HOOK`.
@@ -24,24 +27,21 @@ pub(crate) fn marker_key(kind: &str, name: &str, hook: &str) -> String {
 
 /// The version of a hooked resource: the configuration record's timestamp,
 /// or a digest of the service instances; "absent" when there is none.
-pub(crate) fn resource_version(core: &Catalogue, kind: &str, name: &str) -> String {
+pub(crate) fn resource_version(view: &View, kind: &str, name: &str) -> String {
     match kind {
-        "app" => core
+        "app" => view
             .key(&format!("app/{name}"))
             .map_or_else(|| "absent".into(), |r| r.ts.to_string()),
-        _ => services_version(
-            &core
-                .services_where(|s| rarangi_proto::ServiceUri::name_of(s) == Some(name))
-                .collect::<Vec<_>>(),
-        ),
+        _ => services_version(view.instances(name).map(|i| (&i.service, &i.catalogue, i.ts))),
     }
 }
 
 /// A digest of one service's instances ("absent" when none).
-pub(crate) fn services_version(instances: &[ServiceView]) -> String {
+pub(crate) fn services_version<'a>(
+    instances: impl Iterator<Item = (&'a ServiceUri, &'a CatalogueUri, Ts)>,
+) -> String {
     let mut items: Vec<String> = instances
-        .iter()
-        .map(|v| format!("{} {} {}", v.service, v.catalogue, v.ts))
+        .map(|(service, catalogue, ts)| format!("{service} {catalogue} {ts}"))
         .collect();
     if items.is_empty() {
         return "absent".into();
@@ -81,19 +81,18 @@ impl Hooks {
     /// `/app/NAME`).
     pub(crate) fn due(
         &mut self,
-        core: &Catalogue,
+        view: &View,
         base_uri: &str,
         now_ms: u64,
         change_index: impl Fn(&str) -> u64,
     ) -> Vec<Delivery> {
-        if core.leader() != &core.config().uri {
+        if view.topology.leader != view.topology.me {
             return Vec::new();
         }
         let mut out = Vec::new();
         // Hook keys are `hook/KIND/NAME/HOOK`.
-        let hooks = core.keys_with_prefix("hook/");
-        let hooks: Vec<(&str, &str, &str, &KeyRecord)> = hooks
-            .iter()
+        let hooks: Vec<(&str, &str, &str, &KeyRecord)> = view
+            .keys_with_prefix("hook/")
             .filter_map(|rec| {
                 let mut parts = rec.key.splitn(4, '/').skip(1);
                 Some((parts.next()?, parts.next()?, parts.next()?, rec))
@@ -116,14 +115,14 @@ impl Hooks {
             let version = match self.versions.get(&resource) {
                 Some((at, v)) if *at == index => v.clone(),
                 _ => {
-                    let v = resource_version(core, kind, name);
+                    let v = resource_version(view, kind, name);
                     self.versions.insert(resource, (index, v.clone()));
                     v
                 }
             };
-            let last = core
+            let last = view
                 .key(&marker)
-                .and_then(|r| r.value)
+                .and_then(|r| r.value.clone())
                 .unwrap_or_else(|| "absent".into());
             if last == version {
                 continue;

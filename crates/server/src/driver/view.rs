@@ -297,4 +297,41 @@ mod tests {
         assert_eq!(v.last_change_of("/app/a"), 1);
         assert_eq!(v.index, 3);
     }
+
+    fn rss_bytes() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        let pages: u64 = statm.split(' ').nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        pages * 4096
+    }
+
+    /// What the view adds per replicated service, published every 256
+    /// changes as the driver does. A measurement, not a check: run with
+    /// `cargo test --release -p rarangi-server view_memory -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn view_memory() {
+        const N: usize = 100_000;
+        let catalogue = CatalogueUri::from_addr("replica:4790").unwrap();
+        let cluster: Arc<str> = Arc::from("default");
+        let before = rss_bytes();
+        let mut v = View::new(topo());
+        let mut published = Arc::new(v.clone());
+        for i in 0..N {
+            v.put_instance(Instance {
+                service: ServiceUri::parse(&format!("tcp://bench-{i}:1/p")).unwrap(),
+                catalogue: catalogue.clone(),
+                cluster: cluster.clone(),
+                attrs: Attrs::default(),
+                ts: Ts(i as u64),
+            });
+            v.changed("/srv/p", i as u64);
+            if i % 256 == 0 {
+                published = Arc::new(v.clone());
+            }
+        }
+        drop(published);
+        let after = rss_bytes();
+        assert_eq!(v.instances("p").count(), N);
+        println!("view: {} bytes RSS per service", (after - before) / N as u64);
+    }
 }

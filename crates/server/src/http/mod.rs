@@ -265,8 +265,17 @@ async fn block(api: &Api, prefix: &str, q: &WaitQuery) -> Result<Arc<View>, ApiE
     let mut rx = api.shared.view.clone();
     let view = rx.borrow_and_update().clone();
     let Some(after) = q.index else { return Ok(view) };
-    let prefix = crate::driver::index_path(prefix);
-    if view.last_change_under(prefix) > after {
+    // A service or instance query watches its service name's index; the
+    // rest watch every path under their prefix.
+    let indexed = crate::driver::index_path(prefix);
+    let last = |v: &View| {
+        if indexed == prefix {
+            v.last_change_under(prefix)
+        } else {
+            v.last_change_of(indexed)
+        }
+    };
+    if last(&view) > after {
         return Ok(view);
     }
     let deadline = tokio::time::sleep(wait);
@@ -280,7 +289,7 @@ async fn block(api: &Api, prefix: &str, q: &WaitQuery) -> Result<Arc<View>, ApiE
                     return Ok(api.view());
                 }
                 let view = rx.borrow_and_update().clone();
-                if view.last_change_under(prefix) > after {
+                if last(&view) > after {
                     return Ok(view);
                 }
             }

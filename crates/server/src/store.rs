@@ -33,9 +33,9 @@ pub enum StoreError {
     Db {
         /// Database file.
         path: String,
-        /// What redb said.
+        /// What redb said (boxed: redb's error is large).
         #[source]
-        source: redb::Error,
+        source: Box<redb::Error>,
     },
     /// A stored record does not parse: the file was damaged.
     #[error("store {path}: damaged record under key {key:?}; move the file aside (it will be rebuilt from the other catalogues)")]
@@ -72,7 +72,7 @@ impl Store {
         })?;
         let db = Database::create(&file).map_err(|e| StoreError::Db {
             path: path.clone(),
-            source: e.into(),
+            source: Box::new(e.into()),
         })?;
         let store = Self { db, path };
         store.check_schema()?;
@@ -82,7 +82,7 @@ impl Store {
     fn err(&self, e: impl Into<redb::Error>) -> StoreError {
         StoreError::Db {
             path: self.path.clone(),
-            source: e.into(),
+            source: Box::new(e.into()),
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use rarangi_proto::{Message, ServiceUri};
+use rarangi_proto::ServiceUri;
 use tokio::sync::broadcast;
 
 use super::view::View;
@@ -98,15 +98,6 @@ fn path_hash(path: &str) -> u64 {
 /// The API path of a service instance: `/srv/NAME/HOST`.
 pub(crate) fn instance_path(service: &ServiceUri) -> String {
     format!("/srv/{}/{}", service.name(), service.instance())
-}
-
-/// The instance path an ADD_SERV / DEL_SERV changes, and whether it lives.
-pub(crate) fn service_change(msg: &Message) -> Option<(String, bool)> {
-    match msg {
-        Message::AddServ { service, .. } => Some((instance_path(service), true)),
-        Message::DelServ { service, .. } => Some((instance_path(service), false)),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

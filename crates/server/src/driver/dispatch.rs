@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rarangi_core::{Notice, Output, PersistOp};
 use rarangi_proto::Message;
 
-use super::changes::{key_path, service_change};
+use super::changes::{instance_path, key_path};
 use super::view::Instance;
 use super::{Driver, WATCH_CLIENT};
 use crate::store::StoreError;
@@ -108,43 +108,39 @@ impl Driver {
     /// Applies one change to the working view and the change log.
     fn apply(&mut self, seen: Seen) {
         match seen {
-            Seen::Service(msg) => {
-                let Some((path, live)) = service_change(&msg) else {
-                    return;
+            Seen::Service(Message::AddServ {
+                service,
+                catalogue,
+                cluster,
+                ts,
+                attrs,
+            }) => {
+                let path = instance_path(&service);
+                let cluster = match self.clusters.get(&cluster) {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c: Arc<str> = cluster.as_str().into();
+                        self.clusters.insert(cluster, c.clone());
+                        c
+                    }
                 };
-                match msg {
-                    Message::AddServ {
-                        service,
-                        catalogue,
-                        cluster,
-                        ts,
-                        attrs,
-                    } => {
-                        let cluster = match self.clusters.get(&cluster) {
-                            Some(c) => c.clone(),
-                            None => {
-                                let c: Arc<str> = cluster.as_str().into();
-                                self.clusters.insert(cluster, c.clone());
-                                c
-                            }
-                        };
-                        self.view.put_instance(Instance {
-                            service,
-                            catalogue,
-                            cluster,
-                            attrs,
-                            ts,
-                        });
-                    }
-                    Message::DelServ {
-                        service, catalogue, ..
-                    } => {
-                        self.view.remove_instance(&service, &catalogue);
-                    }
-                    _ => {}
-                }
-                self.log.record(&mut self.view, path, live);
+                self.view.put_instance(Instance {
+                    service,
+                    catalogue,
+                    cluster,
+                    attrs,
+                    ts,
+                });
+                self.log.record(&mut self.view, path, true);
             }
+            Seen::Service(Message::DelServ {
+                service, catalogue, ..
+            }) => {
+                self.view.remove_instance(&service, &catalogue);
+                self.log.record(&mut self.view, instance_path(&service), false);
+            }
+            // The watch subscription's end-of-snapshot marker.
+            Seen::Service(_) => {}
             Seen::Key(rec) => {
                 let path = key_path(&rec.key);
                 let live = rec.value.is_some();

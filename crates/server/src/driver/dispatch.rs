@@ -124,13 +124,8 @@ impl Driver {
                         c
                     }
                 };
-                self.view.put_instance(Instance {
-                    service,
-                    catalogue,
-                    cluster,
-                    attrs,
-                    ts,
-                });
+                self.view
+                    .put_instance(Instance::new(service, catalogue, cluster, attrs, ts));
                 self.log.record(&mut self.view, path, true);
             }
             Seen::Service(Message::DelServ {

@@ -25,7 +25,7 @@ const DEFAULT_TTL_S: u64 = 120;
 const MAX_TTL_S: u64 = 24 * 3600;
 
 fn instance_json(v: &Instance) -> Value {
-    let attr = |k: &str| v.attrs.get(k).map(str::to_owned);
+    let attr = |k: &str| v.attrs().get(k).map(str::to_owned);
     let endpoints = attr("endpoints")
         .and_then(|e| serde_json::from_str::<Value>(&e).ok())
         .unwrap_or_else(|| json!([v.service.as_str()]));
@@ -34,7 +34,7 @@ fn instance_json(v: &Instance) -> Value {
         "catalogue": v.catalogue.as_str(),
         "cluster": &*v.cluster,
         "endpoints": endpoints,
-        "attrs": v.attrs.0,
+        "attrs": v.attrs().0,
     });
     if let Some(m) = attr("master") {
         o["master"] = Value::Bool(m == "true");

@@ -4,11 +4,12 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
-use futures::StreamExt;
-use rarangi_proto::wellknown::{self, Side};
-use rarangi_proto::{parse_line, CatalogueUri, ErrorCode, Message, DEFAULT_MAX_LINE};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio_util::codec::{AnyDelimiterCodec, FramedRead};
+use futures::{SinkExt, StreamExt};
+use rarangi_proto::codec::LineCodec;
+use rarangi_proto::wellknown::{self, Side, UserDirs};
+use rarangi_proto::{CatalogueUri, ErrorCode, Message, DEFAULT_MAX_LINE};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::{FramedRead, FramedWrite};
 
 /// Where a catalogue listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,14 +42,10 @@ impl Options {
     /// The catalogues of `environment` on this host: side A (Unix socket,
     /// then TCP on localhost), then side B.
     pub fn local(environment: &str) -> Self {
-        let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+        let dirs = UserDirs::current();
         let mut endpoints = Vec::new();
         for side in Side::BOTH {
-            endpoints.push(Endpoint::Unix(wellknown::unix_socket_path(
-                runtime.as_deref(),
-                environment,
-                side,
-            )));
+            endpoints.push(Endpoint::Unix(dirs.unix_socket(environment, side)));
             if let Some(port) = wellknown::line_port(environment, side) {
                 endpoints.push(Endpoint::Tcp(format!("127.0.0.1:{port}")));
             }
@@ -106,12 +103,13 @@ pub enum Error {
 
 type ReadHalf = Pin<Box<dyn AsyncRead + Send>>;
 type WriteHalf = Pin<Box<dyn AsyncWrite + Send>>;
-type Reader = FramedRead<ReadHalf, AnyDelimiterCodec>;
+type Reader = FramedRead<ReadHalf, LineCodec>;
+type Writer = FramedWrite<WriteHalf, LineCodec>;
 
 /// One connection to a catalogue, past its WELCOME.
 pub struct Connection {
     reader: Reader,
-    writer: WriteHalf,
+    writer: Writer,
     /// The catalogue's URI.
     pub catalogue: CatalogueUri,
     /// The catalogue's cluster.
@@ -158,10 +156,9 @@ impl Connection {
                 (Box::pin(r), Box::pin(w))
             }
         };
-        let mut reader = FramedRead::new(
-            r,
-            AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), DEFAULT_MAX_LINE * 4),
-        );
+        // Generous: a catalogue may be configured with longer lines.
+        let codec = LineCodec::new(DEFAULT_MAX_LINE * 4);
+        let mut reader = FramedRead::new(r, codec.clone());
         let first = tokio::time::timeout(CONNECT_TIMEOUT, next_message(&mut reader))
             .await
             .map_err(|_| Error::Protocol("no WELCOME within 3 s".into()))??;
@@ -180,7 +177,7 @@ impl Connection {
                 }
                 Ok(Self {
                     reader,
-                    writer: w,
+                    writer: FramedWrite::new(w, codec),
                     catalogue,
                     cluster,
                     endpoint: ep.clone(),
@@ -196,11 +193,7 @@ impl Connection {
 
     /// Sends one message.
     pub async fn send(&mut self, msg: &Message) -> Result<(), Error> {
-        let mut line = msg.encode();
-        line.push('\n');
-        self.writer.write_all(line.as_bytes()).await?;
-        self.writer.flush().await?;
-        Ok(())
+        self.writer.send(msg).await.map_err(codec_error)
     }
 
     /// The next message; None when the catalogue closed the connection.
@@ -229,9 +222,16 @@ impl Connection {
 async fn next_message(reader: &mut Reader) -> Result<Option<Message>, Error> {
     match reader.next().await {
         None => Ok(None),
-        Some(Err(e)) => Err(Error::Protocol(e.to_string())),
-        Some(Ok(bytes)) => parse_line(&bytes)
+        Some(Err(e)) => Err(codec_error(e)),
+        Some(Ok(parsed)) => parsed
             .map(Some)
             .map_err(|e| Error::Protocol(format!("unparsable line from catalogue: {e}"))),
+    }
+}
+
+fn codec_error(e: rarangi_proto::codec::CodecError) -> Error {
+    match e {
+        rarangi_proto::codec::CodecError::Io(io) => Error::Io(io),
+        other => Error::Protocol(other.to_string()),
     }
 }

@@ -26,3 +26,12 @@ pub use resolver::{order_by_locality, Resolver};
 pub use subscription::{lookup, subscribe, Event, Instance, Subscription};
 
 pub use rarangi_proto::{Attrs, CatalogueUri, ServiceUri};
+
+/// Reconnects and re-registrations: quick at first (a catalogue restarting
+/// on this host is back within a second), never more than 5 s apart.
+fn reconnect_backoff() -> rarangi_proto::Backoff {
+    rarangi_proto::Backoff::new(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(5),
+    )
+}

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use rand::Rng;
 use rarangi_proto::{Attrs, CatalogueUri, Message, ServiceUri};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -56,11 +55,11 @@ pub async fn register(opts: &Options, service: &str, attrs: Attrs) -> Result<Reg
     let opts = opts.clone();
     let task = tokio::spawn(async move {
         let mut conn = Some(conn);
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = crate::reconnect_backoff();
         loop {
             if let Some(mut c) = conn.take() {
                 let _ = tx.send(Some(c.catalogue.clone()));
-                delay = Duration::from_millis(100);
+                backoff.reset();
                 // Hold the connection; the catalogue sends nothing we need.
                 while let Ok(Some(_)) = c.recv().await {}
                 tracing::warn!(service = %service, catalogue = %c.catalogue, "lost the catalogue; re-registering");
@@ -74,9 +73,7 @@ pub async fn register(opts: &Options, service: &str, attrs: Attrs) -> Result<Reg
                 }
                 Err(e) => {
                     tracing::debug!(service = %service, error = %e, "no catalogue yet");
-                    let jitter = rand::thread_rng().gen_range(0..=delay.as_millis() as u64 / 2);
-                    tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(backoff.next_delay(rand::random())).await;
                 }
             }
         }

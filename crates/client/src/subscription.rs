@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures::Stream;
 use rarangi_proto::{Attrs, CatalogueUri, Message, ServiceUri};
@@ -140,7 +139,7 @@ async fn run(
 ) {
     let mut first = Some(first);
     let mut view: BTreeMap<Key, Instance> = BTreeMap::new();
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = crate::reconnect_backoff();
     loop {
         let conn = match Connection::connect(&opts).await {
             Ok(c) => c,
@@ -149,12 +148,11 @@ async fn run(
                     let _ = f.send(Err(e));
                     return;
                 }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                tokio::time::sleep(backoff.next_delay(rand::random())).await;
                 continue;
             }
         };
-        delay = Duration::from_millis(100);
+        backoff.reset();
         match follow(conn, &regex, &mut view, &tx, &mut first, &home).await {
             Ok(()) => {}
             Err(e @ (Error::Refused { .. } | Error::EnvMismatch { .. })) => {
@@ -168,7 +166,7 @@ async fn run(
         if tx.is_closed() {
             return;
         }
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep(backoff.next_delay(rand::random())).await;
     }
 }
 

@@ -195,7 +195,10 @@ fn subscribers_follow_a_remote_service_through_updates_partitions_and_restarts()
 
     // New attributes: shown again as an ADD.
     b.client_message(T0, svc, msg("7 tcp://10.0.0.2:80/orders weight=2"));
-    assert_eq!(seen(pump(T0, &mut [&mut a, &mut b]).swap_remove(0)), ["5 weight=2"]);
+    assert_eq!(
+        seen(pump(T0, &mut [&mut a, &mut b]).swap_remove(0)),
+        ["5 weight=2"]
+    );
 
     // b unreachable: withdrawn; reachable again: shown again.
     a.link_down(T0, &uri("b:1"));
@@ -204,7 +207,10 @@ fn subscribers_follow_a_remote_service_through_updates_partitions_and_restarts()
     assert_eq!(a.services().count(), 0);
     a.link_up(T0, &uri("b:1"));
     b.link_up(T0, &uri("a:1"));
-    assert_eq!(seen(pump(T0, &mut [&mut a, &mut b]).swap_remove(0)), ["5 weight=2"]);
+    assert_eq!(
+        seen(pump(T0, &mut [&mut a, &mut b]).swap_remove(0)),
+        ["5 weight=2"]
+    );
 
     // b's record announces a new incarnation: its old services died with
     // the old one, and the subscriber is told.

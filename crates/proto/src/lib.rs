@@ -9,6 +9,9 @@
 #![forbid(unsafe_code)]
 
 mod attrs;
+mod backoff;
+#[cfg(feature = "codec")]
+pub mod codec;
 mod encoding;
 mod error;
 mod message;
@@ -18,6 +21,7 @@ mod uri;
 pub mod wellknown;
 
 pub use attrs::Attrs;
+pub use backoff::Backoff;
 pub use encoding::{decode_field, encode_field};
 pub use error::{ErrorCode, ParseError};
 pub use message::{parse_line, parse_line_with_limit, Bound, Message, MessageKind};

@@ -1,37 +1,44 @@
 //! The Rarangi catalogue daemon (`rarangi serve`): the tokio shell around
-//! [`rarangi_core::Catalogue`]. It listens on the line-protocol port and a
-//! Unix socket, dials its peers with back-off, runs heartbeats, persists
-//! configuration in an embedded store, and shuts down gracefully.
+//! [`rarangi_core::Catalogue`]. Layout by concern:
+//!
+//! - `net/`: listeners (TCP, Unix socket), connections and their send
+//!   queues, the dialer with back-off (later TLS);
+//! - `driver/`: the one task that owns the core: events in, outputs out,
+//!   and the read model it publishes after each batch;
+//! - `http/`: the HTTP API, one file per resource family;
+//! - `webhook.rs`: outbound webhook delivery;
+//! - `store.rs`, `settings.rs`, `clock.rs`.
+//!
+//! Later: `dns/`, `discovery/`, `health/` beside these.
 
 #![forbid(unsafe_code)]
 
-mod backoff;
 mod clock;
-pub mod config;
-mod conn;
 mod driver;
-mod hooks;
 pub mod http;
+mod net;
+pub mod settings;
 pub mod store;
+mod webhook;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-pub use config::{LogFormat, ServeArgs, Settings};
 use rarangi_core::Catalogue;
-use rarangi_proto::{CatalogueUri, Message};
-use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::mpsc;
+use rarangi_proto::Message;
+pub use settings::{ConfigError, LogFormat, ServeArgs, Settings};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinError;
 pub use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
-use crate::conn::{DialOutcome, Origin};
-use crate::driver::{Driver, Event};
-use crate::store::Store;
+use crate::driver::view::View;
+use crate::driver::{Driver, DriverError, Event};
+use crate::net::Listener;
+use crate::store::{Store, StoreError};
 
-/// State shared by every connection task.
+/// State shared by every connection task and the HTTP API.
 pub(crate) struct Shared {
     settings: Settings,
     core_config: rarangi_core::Config,
@@ -40,10 +47,8 @@ pub(crate) struct Shared {
     next_conn: AtomicU64,
     writers_done: mpsc::Sender<()>,
     changes: tokio::sync::broadcast::Sender<driver::Change>,
-    /// The driver's change index, readable without asking the driver.
-    change_index: AtomicU64,
-    /// Rendered GET /srv/NAME bodies, valid while `change_index` is unchanged.
-    srv_cache: std::sync::Mutex<std::collections::HashMap<String, (u64, axum::body::Bytes)>>,
+    /// The read model the driver publishes after each batch.
+    view: watch::Receiver<Arc<View>>,
     /// `http://HOST:PORT` of our HTTP API, for webhook payloads.
     http_base: String,
 }
@@ -54,10 +59,43 @@ impl Shared {
     }
 }
 
-/// Why the daemon could not start.
+/// Why the daemon could not start, or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ServeError(String);
+#[non_exhaustive]
+pub enum ServeError {
+    /// The store could not be opened or read.
+    #[error("cannot open the store")]
+    Store(#[source] StoreError),
+    /// A listening socket could not be bound.
+    #[error("cannot listen on {addr} ({hint})")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// What to do about it.
+        hint: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The driver task failed.
+    #[error("the driver task failed")]
+    Driver(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The driver task panicked.
+    #[error("the driver task panicked")]
+    DriverPanicked(#[source] JoinError),
+}
+
+/// An error and its causes on one line (`a: b: c`), for logs and answers.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
 
 /// Sets up logging to standard error in the chosen format; `RUST_LOG`
 /// overrides the default level (info).
@@ -78,8 +116,8 @@ pub fn init_logging(format: LogFormat) {
 /// Runs a catalogue until `shutdown` is cancelled (or SIGTERM/SIGINT when
 /// called from the command line).
 pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<(), ServeError> {
-    let store = Store::open(&settings.data_dir).map_err(|e| ServeError(e.to_string()))?;
-    let (durable, clock) = store.load().map_err(|e| ServeError(e.to_string()))?;
+    let store = Store::open(&settings.data_dir).map_err(ServeError::Store)?;
+    let (durable, clock) = store.load().map_err(ServeError::Store)?;
     let mut core_config = rarangi_core::Config::new(
         settings.uri.clone(),
         settings.cluster.clone(),
@@ -88,15 +126,17 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     core_config.tombstone_horizon_ms = settings.tombstone_ms;
     let core = Catalogue::new(core_config.clone(), durable, clock, clock::now_ms());
 
-    let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
-        ServeError(format!(
-            "cannot listen on {}: {e} (another catalogue there? use --side b or --listen HOST:PORT)",
-            settings.listen
-        ))
-    })?;
-    let unix = bind_unix(&settings.unix);
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: settings.listen,
+            hint: "another catalogue there? use --side b or --listen HOST:PORT",
+            source,
+        })?;
+    let unix = net::bind_unix(&settings.unix);
 
     let (events_tx, events_rx) = mpsc::channel(4096);
+    let (view_tx, view_rx) = watch::channel(Arc::new(View::new(core.topology())));
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let shared = Arc::new(Shared {
         welcome: Message::Welcome {
@@ -110,8 +150,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         next_conn: AtomicU64::new(1),
         writers_done: done_tx,
         changes: tokio::sync::broadcast::channel(4096).0,
-        change_index: AtomicU64::new(0),
-        srv_cache: Default::default(),
+        view: view_rx,
         http_base: format!(
             "http://{}:{}",
             settings
@@ -132,32 +171,48 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         "catalogue started"
     );
     let http_listener = match settings.http {
-        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            ServeError(format!(
-                "cannot listen for HTTP on {addr}: {e} (use --http HOST:PORT, or --http off)"
-            ))
-        })?),
+        Some(addr) => {
+            Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServeError::Listen {
+                        addr,
+                        hint: "for HTTP; use --http HOST:PORT, or --http off",
+                        source,
+                    })?,
+            )
+        }
         None => None,
     };
-    let driver = Driver::new(core, store, shared.clone());
+    let driver = Driver::new(core, store, shared.clone(), view_tx);
     let driver_task = tokio::spawn(driver.run(events_rx, shutdown.clone()));
 
-    let tcp_task = tokio::spawn(accept_loop(
+    let tcp_task = tokio::spawn(net::accept_loop(
         Listener::Tcp(listener),
         shared.clone(),
         shutdown.clone(),
     ));
-    let unix_task =
-        unix.map(|l| tokio::spawn(accept_loop(Listener::Unix(l), shared.clone(), shutdown.clone())));
+    let unix_task = unix.map(|l| {
+        tokio::spawn(net::accept_loop(
+            Listener::Unix(l),
+            shared.clone(),
+            shutdown.clone(),
+        ))
+    });
     let http_task = http_listener.map(|l| {
         tracing::info!(http = %settings.http.expect("set"), "HTTP API listening");
         tokio::spawn(http::serve(l, shared.clone(), shutdown.clone()))
     });
     for addr in settings.peers.clone() {
-        tokio::spawn(dial_loop(addr, shared.clone(), shutdown.clone()));
+        tokio::spawn(net::dial_loop(addr, shared.clone(), shutdown.clone()));
     }
 
-    let _ = driver_task.await;
+    let outcome = driver_outcome(driver_task.await);
+    if let Err(e) = &outcome {
+        tracing::error!(error = %error_chain(e), "stopping: the catalogue cannot go on");
+        // Everything else stops with the driver.
+        shutdown.cancel();
+    }
     tcp_task.abort();
     if let Some(t) = http_task {
         t.abort();
@@ -170,116 +225,27 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     // Give writers a moment to flush the withdrawals to peers and clients.
     let _ = tokio::time::timeout(Duration::from_secs(2), done_rx.recv()).await;
     tracing::info!("stopped");
-    Ok(())
+    outcome
 }
 
-/// A listening socket of the line protocol.
-enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener),
-}
-
-impl Listener {
-    /// Accepts one connection and starts serving it.
-    async fn accept_one(&self, shared: &Arc<Shared>) -> std::io::Result<()> {
-        match self {
-            Listener::Tcp(l) => {
-                let (s, addr) = l.accept().await?;
-                let _ = s.set_nodelay(true);
-                tokio::spawn(conn::accepted(s, Origin::Tcp(addr), shared.clone()));
-            }
-            Listener::Unix(l) => {
-                let (s, _) = l.accept().await?;
-                tokio::spawn(conn::accepted(s, Origin::Unix, shared.clone()));
-            }
-        }
-        Ok(())
+/// How the driver task ended, as the daemon's result.
+fn driver_outcome(joined: Result<Result<(), DriverError>, JoinError>) -> Result<(), ServeError> {
+    match joined {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ServeError::Driver(Box::new(e))),
+        Err(e) => Err(ServeError::DriverPanicked(e)),
     }
 }
 
-async fn accept_loop(listener: Listener, shared: Arc<Shared>, stop: CancellationToken) {
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = listener.accept_one(&shared) => r,
-        };
-        if let Err(e) = accepted {
-            // Out of file descriptors, say: wait instead of spinning.
-            tracing::warn!(error = %e, "accept failed");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn bind_unix(path: &Path) -> Option<UnixListener> {
-    if let Some(dir) = path.parent() {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            tracing::warn!(path = %path.display(), error = %e, "no Unix socket (registration still works from loopback)");
-            return None;
-        }
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            tracing::warn!(path = %path.display(), "another catalogue owns this Unix socket; not using it");
-            return None;
-        }
-        let _ = std::fs::remove_file(path);
-    }
-    match UnixListener::bind(path) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "no Unix socket (registration still works from loopback)");
-            None
-        }
-    }
-}
-
-/// Keeps a configured peer linked: dial, run, back off, repeat.
-async fn dial_loop(addr: String, shared: Arc<Shared>, stop: CancellationToken) {
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
-    let mut expected: Option<CatalogueUri> = None;
-    let mut failures = 0u32;
-    loop {
-        let started = Instant::now();
-        let outcome = tokio::select! {
-            _ = stop.cancelled() => return,
-            o = conn::dial(&addr, expected.as_ref(), shared.clone()) => o,
-        };
-        match outcome {
-            DialOutcome::Ended(peer) => {
-                expected = Some(peer);
-                failures = 0;
-                if started.elapsed() > Duration::from_secs(30) {
-                    backoff.reset();
-                }
-            }
-            DialOutcome::Failed(why) => {
-                failures += 1;
-                if failures == 1 || failures.is_multiple_of(10) {
-                    tracing::warn!(peer = %addr, error = %why, attempts = failures, "cannot reach peer; retrying with back-off");
-                }
-            }
-            DialOutcome::EnvMismatch { peer, theirs } => {
-                tracing::error!(
-                    peer = %addr, uri = %peer, theirs = %theirs, ours = %shared.settings.env,
-                    "environment mismatch: peer {addr} is {theirs:?}, we are {:?}; not reconnecting until restart",
-                    shared.settings.env
-                );
-                return;
-            }
-            DialOutcome::SelfConnection => {
-                tracing::warn!(peer = %addr, "{addr} is this catalogue itself; not dialing it");
-                return;
-            }
-            DialOutcome::WrongIdentity { expected: exp, got } => {
-                tracing::warn!(peer = %addr, expected = %exp, got = %got, "a different catalogue answered; closed");
-                expected = None;
-            }
-        }
-        let delay = backoff.next_delay(&mut rand::thread_rng());
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
+    #[tokio::test]
+    async fn a_failed_driver_task_is_an_error() {
+        let panicked = tokio::spawn(async { panic!("boom") }).await;
+        let e = driver_outcome(panicked.map(|()| Ok(()))).unwrap_err();
+        assert!(matches!(e, ServeError::DriverPanicked(_)), "{e}");
+        assert!(driver_outcome(Ok(Ok(()))).is_ok());
     }
 }

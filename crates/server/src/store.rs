@@ -15,16 +15,35 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The layout version this build writes and reads.
 pub const SCHEMA_VERSION: u64 = 1;
 
-/// A storage failure, with the path involved.
+/// A storage failure, with the path involved and its cause.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
-    /// The database could not be opened, read or written.
-    #[error("store {path}: {detail}")]
-    Io {
+    /// The data directory could not be created.
+    #[error("store {path}: cannot create its directory")]
+    Dir {
         /// Database file.
         path: String,
-        /// What went wrong.
-        detail: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database could not be opened, read or written.
+    #[error("store {path}")]
+    Db {
+        /// Database file.
+        path: String,
+        /// What redb said (boxed: redb's error is large).
+        #[source]
+        source: Box<redb::Error>,
+    },
+    /// A stored record does not parse: the file was damaged.
+    #[error("store {path}: damaged record under key {key:?}; move the file aside (it will be rebuilt from the other catalogues)")]
+    Corrupt {
+        /// Database file.
+        path: String,
+        /// The record's key.
+        key: String,
     },
     /// The database was written by another version of Rarangi.
     #[error("store {path} has schema version {found}, this build uses {SCHEMA_VERSION}; move it aside (it will be rebuilt from the other catalogues) or run a matching version")]
@@ -47,21 +66,23 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let file = dir.join("rarangi.redb");
         let path = file.display().to_string();
-        let io = |e: &dyn std::fmt::Display| StoreError::Io {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
             path: path.clone(),
-            detail: e.to_string(),
-        };
-        std::fs::create_dir_all(dir).map_err(|e| io(&e))?;
-        let db = Database::create(&file).map_err(|e| io(&e))?;
+            source,
+        })?;
+        let db = Database::create(&file).map_err(|e| StoreError::Db {
+            path: path.clone(),
+            source: Box::new(e.into()),
+        })?;
         let store = Self { db, path };
         store.check_schema()?;
         Ok(store)
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Io {
+    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+        StoreError::Db {
             path: self.path.clone(),
-            detail: e.to_string(),
+            source: Box::new(e.into()),
         }
     }
 
@@ -94,10 +115,12 @@ impl Store {
         let mut durable = Durable::default();
         let keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
         for row in keys.iter().map_err(|e| self.err(e))? {
-            let (_, line) = row.map_err(|e| self.err(e))?;
-            durable
-                .keys
-                .push(decode_record(line.value()).ok_or_else(|| self.err("corrupt record"))?);
+            let (key, line) = row.map_err(|e| self.err(e))?;
+            let rec = decode_record(line.value()).ok_or_else(|| StoreError::Corrupt {
+                path: self.path.clone(),
+                key: key.value().to_owned(),
+            })?;
+            durable.keys.push(rec);
         }
         let collected = tx.open_table(COLLECTED).map_err(|e| self.err(e))?;
         for row in collected.iter().map_err(|e| self.err(e))? {

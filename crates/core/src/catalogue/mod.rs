@@ -24,9 +24,9 @@ use crate::output::{ClientId, Durable, Notice, Output, PersistOp};
 use crate::sort_key::SortKey;
 use crate::topology::Topology;
 
-use clients::{Client, Compiled};
 use crate::hooks::HookState;
 use crate::lease::OwnReg;
+use clients::{Client, Compiled};
 use link::{Peer, PeerState};
 
 /// A service record currently visible at this catalogue.

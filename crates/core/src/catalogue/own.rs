@@ -4,9 +4,9 @@
 use rarangi_proto::{Attrs, ServiceUri};
 
 use super::Catalogue;
-use crate::sort_key::SortKey;
 use crate::lease::{self, Holders, LeaseError, Registered};
 use crate::output::Notice;
+use crate::sort_key::SortKey;
 
 impl Catalogue {
     /// Registers `service` here for `ttl_ms` (an HTTP registration), or

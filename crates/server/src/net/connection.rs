@@ -1,31 +1,25 @@
 //! One connection: WELCOME, classification (catalogue or client), a reader
-//! that turns lines into driver events, and a writer fed by a bounded queue.
+//! that turns lines into driver events, and a writer fed by a watched queue.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use rarangi_core::{check_welcome, WelcomeVerdict};
-use rarangi_proto::{parse_line, CatalogueUri, ErrorCode, Message};
+use rarangi_proto::codec::{CodecError, LineCodec};
+use rarangi_proto::{CatalogueUri, ErrorCode, Message, ParseError};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
-use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use super::Origin;
 use crate::driver::Event;
 use crate::Shared;
 
 /// Lines queued for a peer catalogue before the link is dropped.
-pub(crate) const PEER_QUEUE: usize = 256 * 1024;
-
-/// Where a connection came from.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Origin {
-    Unix,
-    Tcp(SocketAddr),
-}
+const PEER_QUEUE: usize = 256 * 1024;
 
 /// The driver's handle on a connection: an unbounded queue whose backlog
 /// and progress the driver watches, so a reader that is slow but moving
@@ -64,57 +58,67 @@ const STALL_MS: u64 = 1000;
 /// A backlog this many times the limit is dropped even if moving.
 const HARD_FACTOR: usize = 64;
 
+/// Why a line could not be queued: the caller closes the connection.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SendError {
+    /// The reader is stuck or far behind.
+    #[error("{pending} lines queued, nothing written for {idle_ms} ms")]
+    Stalled { pending: usize, idle_ms: u64 },
+    /// The connection's writer is gone.
+    #[error("connection closed")]
+    Closed,
+}
+
 impl Handle {
-    /// Queues a line. Err(reason) when the reader is stuck or far behind:
-    /// the caller closes the connection.
-    pub(crate) fn send(&self, line: String) -> Result<(), String> {
+    /// Queues a line.
+    pub(crate) fn send(&self, line: String) -> Result<(), SendError> {
         self.queue(Out::Line(line))
     }
 
     /// Queues `lines` lines already encoded, each ending in a newline.
-    pub(crate) fn send_block(&self, text: Arc<str>, lines: usize) -> Result<(), String> {
+    pub(crate) fn send_block(&self, text: Arc<str>, lines: usize) -> Result<(), SendError> {
         self.queue(Out::Block(text, lines))
     }
 
-    fn queue(&self, out: Out) -> Result<(), String> {
+    fn queue(&self, out: Out) -> Result<(), SendError> {
         self.pending.fetch_add(out.lines(), Ordering::Relaxed);
         self.stalled().map_or(Ok(()), Err)?;
-        self.tx.send(out).map_err(|_| "connection closed".to_owned())
+        self.tx.send(out).map_err(|_| SendError::Closed)
     }
 
     /// Why this connection should be dropped, if it should: over its
     /// backlog limit with no progress for a while, or far over it.
-    pub(crate) fn stalled(&self) -> Option<String> {
+    pub(crate) fn stalled(&self) -> Option<SendError> {
         let pending = self.pending.load(Ordering::Relaxed);
         if pending <= self.limit {
             return None;
         }
-        let idle = crate::clock::now_ms().saturating_sub(self.progress_ms.load(Ordering::Relaxed));
-        (idle >= STALL_MS || pending > self.limit.saturating_mul(HARD_FACTOR))
-            .then(|| format!("{pending} lines queued, nothing written for {idle} ms"))
+        let idle_ms = crate::clock::now_ms().saturating_sub(self.progress_ms.load(Ordering::Relaxed));
+        (idle_ms >= STALL_MS || pending > self.limit.saturating_mul(HARD_FACTOR))
+            .then_some(SendError::Stalled { pending, idle_ms })
     }
 }
 
-type Lines<R> = FramedRead<R, AnyDelimiterCodec>;
+/// A connection's incoming lines.
+pub(super) type Lines<R> = FramedRead<R, LineCodec>;
 
-fn lines<R: AsyncRead>(r: R, max: usize) -> Lines<R> {
-    FramedRead::new(
-        r,
-        AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), max),
-    )
+/// Frames `r` into lines of at most `max` bytes.
+pub(super) fn lines<R: AsyncRead>(r: R, max: usize) -> Lines<R> {
+    FramedRead::new(r, LineCodec::new(max))
 }
 
 /// What reading one line gave.
-enum Read {
-    Line(Vec<u8>),
+pub(super) enum Read {
+    Line(Result<Message, ParseError>),
     TooLong,
     Closed,
 }
 
-async fn read_line<R: AsyncRead + Unpin>(lines: &mut Lines<R>) -> Read {
+/// The next line.
+pub(super) async fn read_line<R: AsyncRead + Unpin>(lines: &mut Lines<R>) -> Read {
     match lines.next().await {
-        Some(Ok(b)) => Read::Line(b.to_vec()),
-        Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded)) => Read::TooLong,
+        Some(Ok(parsed)) => Read::Line(parsed),
+        Some(Err(CodecError::TooLong { .. })) => Read::TooLong,
         Some(Err(_)) | None => Read::Closed,
     }
 }
@@ -128,7 +132,7 @@ fn too_long(max: usize) -> String {
 }
 
 /// Serves an accepted connection: we speak first.
-pub(crate) async fn accepted<S>(stream: S, origin: Origin, shared: Arc<Shared>)
+pub(super) async fn accepted<S>(stream: S, origin: Origin, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -141,7 +145,7 @@ where
         return;
     }
     let first = match read_line(&mut lines).await {
-        Read::Line(b) => b,
+        Read::Line(parsed) => parsed,
         Read::TooLong => {
             let _ = w
                 .write_all(format!("{}\n", too_long(shared.settings.max_line)).as_bytes())
@@ -150,7 +154,7 @@ where
         }
         Read::Closed => return,
     };
-    let parsed = parse_line(&first);
+    let parsed = first;
     if let Ok(msg @ Message::Welcome { .. }) = &parsed {
         match check_welcome(&shared.core_config, None, msg) {
             WelcomeVerdict::Link { peer, .. } => {
@@ -295,7 +299,7 @@ fn spawn_writer<W: AsyncWrite + Unpin + Send + 'static>(
 }
 
 /// A linked peer catalogue: heartbeats out, dead-after in.
-pub(crate) async fn run_peer<R, W>(
+pub(super) async fn run_peer<R, W>(
     mut lines: Lines<R>,
     w: W,
     peer: CatalogueUri,
@@ -335,9 +339,14 @@ pub(crate) async fn run_peer<R, W>(
                 let _ = tx.send(too_long(shared.settings.max_line));
                 break "peer sent an over-long line".to_owned();
             }
-            Ok(Read::Line(b)) => match parse_line(&b) {
+            Ok(Read::Line(parsed)) => match parsed {
                 Ok(msg) => {
-                    if shared.events.send(Event::PeerLine { conn, msg }).await.is_err() {
+                    let line = Event::PeerLine {
+                        conn,
+                        peer: peer.clone(),
+                        msg,
+                    };
+                    if shared.events.send(line).await.is_err() {
                         break "shutting down".to_owned();
                     }
                 }
@@ -349,14 +358,14 @@ pub(crate) async fn run_peer<R, W>(
         }
     };
     close.cancel();
-    let _ = shared.events.send(Event::PeerGone { conn, reason }).await;
+    let _ = shared.events.send(Event::PeerGone { conn, peer, reason }).await;
 }
 
 /// A client connection: services and subscribers.
 async fn run_client<R, W>(
     mut lines: Lines<R>,
     w: W,
-    first: Result<Message, rarangi_proto::ParseError>,
+    first: Result<Message, ParseError>,
     may_register: bool,
     shared: Arc<Shared>,
 ) where
@@ -389,7 +398,7 @@ async fn run_client<R, W>(
                     r = read_line(&mut lines) => r,
                 };
                 match read {
-                    Read::Line(b) => parse_line(&b),
+                    Read::Line(parsed) => parsed,
                     Read::Closed => break,
                     Read::TooLong => {
                         let _ = tx.send(too_long(shared.settings.max_line));
@@ -437,63 +446,6 @@ async fn run_client<R, W>(
     }
     close.cancel();
     let _ = shared.events.send(Event::ClientGone { conn }).await;
-}
-
-/// Dials a peer and runs the link while it lasts. Returns how it ended.
-pub(crate) async fn dial(addr: &str, expected: Option<&CatalogueUri>, shared: Arc<Shared>) -> DialOutcome {
-    let connect = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(addr)).await;
-    let stream = match connect {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return DialOutcome::Failed(e.to_string()),
-        Err(_) => return DialOutcome::Failed("connect timed out after 10 s".into()),
-    };
-    let _ = stream.set_nodelay(true);
-    let (r, mut w) = tokio::io::split(stream);
-    let mut lines = lines(r, shared.settings.max_line);
-    let first = match tokio::time::timeout(Duration::from_secs(10), read_line(&mut lines)).await {
-        Ok(Read::Line(b)) => b,
-        Ok(_) => return DialOutcome::Failed("closed before WELCOME".into()),
-        Err(_) => return DialOutcome::Failed("no WELCOME within 10 s".into()),
-    };
-    let msg = match parse_line(&first) {
-        Ok(m) => m,
-        Err(e) => return DialOutcome::Failed(format!("bad WELCOME: {e}")),
-    };
-    match check_welcome(&shared.core_config, expected, &msg) {
-        WelcomeVerdict::Link { peer, .. } => {
-            if w.write_all(format!("{}\n", shared.welcome.encode()).as_bytes())
-                .await
-                .is_err()
-            {
-                return DialOutcome::Failed("closed during handshake".into());
-            }
-            run_peer(lines, w, peer.clone(), true, shared).await;
-            DialOutcome::Ended(peer)
-        }
-        WelcomeVerdict::EnvMismatch { peer, theirs } => DialOutcome::EnvMismatch { peer, theirs },
-        WelcomeVerdict::SelfConnection => DialOutcome::SelfConnection,
-        WelcomeVerdict::WrongIdentity { expected, got } => DialOutcome::WrongIdentity { expected, got },
-        WelcomeVerdict::NotWelcome => {
-            DialOutcome::Failed(format!("expected WELCOME, got {}", msg.kind().keyword()))
-        }
-    }
-}
-
-/// How one dial attempt ended.
-pub(crate) enum DialOutcome {
-    /// A link was up and has ended.
-    Ended(CatalogueUri),
-    /// Could not connect or handshake.
-    Failed(String),
-    /// The peer is of another environment: never redial.
-    EnvMismatch { peer: CatalogueUri, theirs: String },
-    /// We dialed ourselves: never redial.
-    SelfConnection,
-    /// Someone else answered at that address.
-    WrongIdentity {
-        expected: CatalogueUri,
-        got: CatalogueUri,
-    },
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! `rarangi serve` settings: flags, `RARANGI_*` environment variables and a
 //! TOML file, in that order of precedence, over the defaults of DESIGN.md.
+//! One declaration ([`ServeArgs`]) serves all three sources; the defaults
+//! are the `DEFAULT_*` constants below and nowhere else.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use rarangi_proto::wellknown::{self, Side};
-use rarangi_proto::{validate_cluster, validate_environment, CatalogueUri};
+use rarangi_proto::wellknown::{self, Side, UserDirs};
+use rarangi_proto::{validate_cluster, validate_environment, CatalogueUri, NameError};
 use serde::Deserialize;
 
 /// Log line format.
@@ -40,13 +42,31 @@ impl From<SideArg> for Side {
     }
 }
 
-/// Flags of `rarangi serve`. Every flag can also be set with the
-/// environment variable shown, or in the `--config` TOML file under the same
-/// name (`data-dir = "/var/lib/rarangi"`, `peer = ["10.0.0.2:4790"]`).
-#[derive(Debug, Clone, Default, clap::Args)]
+/// Heartbeat interval on catalogue links, in milliseconds.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 1000;
+/// A link silent this long (ms) is dead.
+pub const DEFAULT_DEAD_AFTER_MS: u64 = 5000;
+/// Tombstone horizon in milliseconds (DESIGN §4: 60 minutes).
+pub const DEFAULT_TOMBSTONE_MS: u64 = 3_600_000;
+/// Lines queued for one client before it is dropped as too slow.
+pub const DEFAULT_CLIENT_QUEUE: usize = 16 * 1024;
+/// Largest HTTP request body in bytes.
+pub const DEFAULT_HTTP_BODY_LIMIT: usize = 1 << 20;
+/// Environment when none is given.
+pub const DEFAULT_ENV: &str = "development";
+/// Cluster when none is given.
+pub const DEFAULT_CLUSTER: &str = "default";
+
+/// Settings of `rarangi serve`, declared once for all three sources: each
+/// flag can also be set with the environment variable shown, or in the
+/// `--config` TOML file under the flag's name (`data-dir = "/srv/r"`,
+/// `peers = ["10.0.0.2:4790"]`; `peer` is accepted too).
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ServeArgs {
     /// TOML file with any of these settings; flags and variables win over it.
     #[arg(long, env = "RARANGI_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Environment: production, staging, testing, development, or any
     /// [a-z0-9][a-z0-9-]{0,31} (those have no well-known ports). [default: development]
@@ -66,8 +86,9 @@ pub struct ServeArgs {
     /// host's name when listening on all interfaces]
     #[arg(long, env = "RARANGI_ADVERTISE", value_name = "HOST:PORT")]
     pub advertise: Option<String>,
-    /// Unix socket for local services and clients. [default:
-    /// $XDG_RUNTIME_DIR/rarangi/ENV-SIDE.sock, else /run/rarangi/ENV-SIDE.sock]
+    /// Unix socket for local services and clients. [default: as root
+    /// /run/rarangi/ENV-SIDE.sock, else $XDG_RUNTIME_DIR/rarangi/ENV-SIDE.sock,
+    /// else TMP/rarangi-UID/ENV-SIDE.sock]
     #[arg(long, env = "RARANGI_UNIX", value_name = "PATH")]
     pub unix: Option<PathBuf>,
     /// A catalogue to link to (repeatable; comma-separated in the variable).
@@ -77,10 +98,11 @@ pub struct ServeArgs {
         value_name = "HOST:PORT",
         value_delimiter = ','
     )]
+    #[serde(default, alias = "peer")]
     pub peers: Vec<String>,
-    /// Directory for durable state (configuration, clock). [default:
-    /// $XDG_STATE_HOME/rarangi/ENV-SIDE, else /var/lib/rarangi/ENV-SIDE as
-    /// root, else ~/.local/state/rarangi/ENV-SIDE]
+    /// Directory for durable state (configuration, clock). [default: as
+    /// root /var/lib/rarangi/ENV-SIDE, else $XDG_STATE_HOME/rarangi/ENV-SIDE,
+    /// else ~/.local/state/rarangi/ENV-SIDE]
     #[arg(long, env = "RARANGI_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Heartbeat interval on catalogue links. [default: 1000]
@@ -100,6 +122,7 @@ pub struct ServeArgs {
         value_name = "CIDR",
         value_delimiter = ','
     )]
+    #[serde(default)]
     pub allow_register: Vec<String>,
     /// Longest accepted line in bytes. [default: 65536]
     #[arg(long, env = "RARANGI_MAX_LINE", value_name = "BYTES")]
@@ -120,35 +143,35 @@ pub struct ServeArgs {
     pub client_queue: Option<usize>,
 }
 
-/// The same settings read from a TOML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-struct FileConfig {
-    env: Option<String>,
-    side: Option<SideArg>,
-    cluster: Option<String>,
-    listen: Option<String>,
-    advertise: Option<String>,
-    unix: Option<PathBuf>,
-    #[serde(default)]
-    peer: Vec<String>,
-    data_dir: Option<PathBuf>,
-    heartbeat_ms: Option<u64>,
-    dead_after_ms: Option<u64>,
-    log_format: Option<LogFormat>,
-    #[serde(default)]
-    allow_register: Vec<String>,
-    max_line: Option<usize>,
-    tombstone_ms: Option<u64>,
-    client_queue: Option<usize>,
-    http: Option<String>,
-    http_body_limit: Option<usize>,
-}
-
 /// A setting that cannot be used, with what to do about it.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The `--config` file could not be read.
+    #[error("cannot read config file {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The `--config` file is not valid TOML for these settings.
+    #[error("config file {}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where and why.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// An environment or cluster name breaks the naming rule.
+    #[error("invalid name")]
+    Name(#[source] NameError),
+    /// A value that cannot be used, with what to do instead.
+    #[error("{0}")]
+    Invalid(String),
+}
 
 /// Resolved settings of one catalogue.
 #[derive(Debug, Clone)]
@@ -192,74 +215,106 @@ pub struct Settings {
 impl ServeArgs {
     /// Merges flags, variables, the file and defaults, and validates.
     pub fn resolve(&self) -> Result<Settings, ConfigError> {
+        self.resolve_for(&UserDirs::current())
+    }
+
+    /// As [`ServeArgs::resolve`], with the default paths of `dirs`.
+    pub fn resolve_for(&self, dirs: &UserDirs) -> Result<Settings, ConfigError> {
         let file = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str::<ServeArgs>(&text).map_err(|source| ConfigError::Parse {
+                    path: path.clone(),
+                    source: Box::new(source),
+                })?
             }
-            None => FileConfig::default(),
+            None => ServeArgs::default(),
         };
-        let env = pick(&self.env, file.env).unwrap_or_else(|| "development".into());
-        validate_environment(&env).map_err(|e| ConfigError(e.to_string()))?;
-        let side: Side = pick(&self.side, file.side).unwrap_or(SideArg::A).into();
-        let cluster = pick(&self.cluster, file.cluster).unwrap_or_else(|| "default".into());
-        validate_cluster(&cluster).map_err(|e| ConfigError(e.to_string()))?;
-        let listen = match pick(&self.listen, file.listen) {
+        self.clone().over(file).settings(dirs)
+    }
+
+    /// These values where set, else `file`'s.
+    fn over(self, file: ServeArgs) -> ServeArgs {
+        let list = |a: Vec<String>, b: Vec<String>| if a.is_empty() { b } else { a };
+        ServeArgs {
+            config: self.config,
+            env: self.env.or(file.env),
+            side: self.side.or(file.side),
+            cluster: self.cluster.or(file.cluster),
+            listen: self.listen.or(file.listen),
+            advertise: self.advertise.or(file.advertise),
+            unix: self.unix.or(file.unix),
+            peers: list(self.peers, file.peers),
+            data_dir: self.data_dir.or(file.data_dir),
+            heartbeat_ms: self.heartbeat_ms.or(file.heartbeat_ms),
+            dead_after_ms: self.dead_after_ms.or(file.dead_after_ms),
+            log_format: self.log_format.or(file.log_format),
+            allow_register: list(self.allow_register, file.allow_register),
+            max_line: self.max_line.or(file.max_line),
+            tombstone_ms: self.tombstone_ms.or(file.tombstone_ms),
+            http: self.http.or(file.http),
+            http_body_limit: self.http_body_limit.or(file.http_body_limit),
+            client_queue: self.client_queue.or(file.client_queue),
+        }
+    }
+
+    /// Applies the defaults and validates.
+    fn settings(self, dirs: &UserDirs) -> Result<Settings, ConfigError> {
+        let env = self.env.unwrap_or_else(|| DEFAULT_ENV.into());
+        validate_environment(&env).map_err(ConfigError::Name)?;
+        let side: Side = self.side.unwrap_or(SideArg::A).into();
+        let cluster = self.cluster.unwrap_or_else(|| DEFAULT_CLUSTER.into());
+        validate_cluster(&cluster).map_err(ConfigError::Name)?;
+        let listen = match self.listen {
             Some(l) => resolve_addr(&l, "--listen")?,
             None => {
                 let port = wellknown::line_port(&env, side).ok_or_else(|| {
-                    ConfigError(format!(
+                    ConfigError::Invalid(format!(
                         "environment {env:?} has no well-known ports; give --listen HOST:PORT"
                     ))
                 })?;
                 SocketAddr::from(([0, 0, 0, 0], port))
             }
         };
-        let advertise = match pick(&self.advertise, file.advertise) {
+        let advertise = match self.advertise {
             Some(a) => a,
             None if listen.ip().is_unspecified() => format!("{}:{}", host_name(), listen.port()),
             None => listen.to_string(),
         };
         let uri = CatalogueUri::from_addr(&advertise)
-            .map_err(|e| ConfigError(format!("--advertise {advertise:?}: {e}")))?;
-        let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
-        let unix = pick(&self.unix, file.unix)
-            .unwrap_or_else(|| wellknown::unix_socket_path(runtime_dir.as_deref(), &env, side));
-        let peers = if self.peers.is_empty() {
-            file.peer
-        } else {
-            self.peers.clone()
-        };
-        let data_dir = pick(&self.data_dir, file.data_dir).unwrap_or_else(|| default_data_dir(&env, side));
-        let heartbeat_ms = pick(&self.heartbeat_ms, file.heartbeat_ms).unwrap_or(1000);
-        let dead_after_ms = pick(&self.dead_after_ms, file.dead_after_ms).unwrap_or(5000);
+            .map_err(|e| ConfigError::Invalid(format!("--advertise {advertise:?}: {e}")))?;
+        let unix = self.unix.unwrap_or_else(|| dirs.unix_socket(&env, side));
+        let data_dir = self.data_dir.unwrap_or_else(|| dirs.data_dir(&env, side));
+        let heartbeat_ms = self.heartbeat_ms.unwrap_or(DEFAULT_HEARTBEAT_MS);
+        let dead_after_ms = self.dead_after_ms.unwrap_or(DEFAULT_DEAD_AFTER_MS);
         if heartbeat_ms == 0 || dead_after_ms <= heartbeat_ms {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::Invalid(format!(
                 "--dead-after-ms ({dead_after_ms}) must be greater than --heartbeat-ms ({heartbeat_ms}), which must be positive"
             )));
         }
-        let allow = if self.allow_register.is_empty() {
-            file.allow_register
-        } else {
-            self.allow_register.clone()
-        };
-        let allow_register = allow
+        let allow_register = self
+            .allow_register
             .iter()
             .map(|c| {
                 c.parse::<IpNet>()
                     .or_else(|_| c.parse::<IpAddr>().map(IpNet::from))
                     .map_err(|_| {
-                        ConfigError(format!("--allow-register {c:?} is not a CIDR such as 10.0.0.0/8"))
+                        ConfigError::Invalid(format!(
+                            "--allow-register {c:?} is not a CIDR such as 10.0.0.0/8"
+                        ))
                     })
             })
             .collect::<Result<_, _>>()?;
-        let max_line = pick(&self.max_line, file.max_line).unwrap_or(rarangi_proto::DEFAULT_MAX_LINE);
+        let max_line = self.max_line.unwrap_or(rarangi_proto::DEFAULT_MAX_LINE);
         if max_line < 1024 {
-            return Err(ConfigError("--max-line must be at least 1024 bytes".into()));
+            return Err(ConfigError::Invalid(
+                "--max-line must be at least 1024 bytes".into(),
+            ));
         }
-        let http = match pick(&self.http, file.http).as_deref() {
+        let http = match self.http.as_deref() {
             Some("off") => None,
             Some(a) => Some(resolve_addr(a, "--http")?),
             None => wellknown::http_port(&env, side).map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
@@ -271,25 +326,19 @@ impl ServeArgs {
             listen,
             uri,
             unix,
-            peers,
+            peers: self.peers,
             data_dir,
             heartbeat: Duration::from_millis(heartbeat_ms),
             dead_after: Duration::from_millis(dead_after_ms),
-            log_format: pick(&self.log_format, file.log_format).unwrap_or_default(),
+            log_format: self.log_format.unwrap_or_default(),
             allow_register,
             max_line,
-            tombstone_ms: pick(&self.tombstone_ms, file.tombstone_ms).unwrap_or(3_600_000),
-            client_queue: pick(&self.client_queue, file.client_queue)
-                .unwrap_or(16 * 1024)
-                .max(1),
+            tombstone_ms: self.tombstone_ms.unwrap_or(DEFAULT_TOMBSTONE_MS),
+            client_queue: self.client_queue.unwrap_or(DEFAULT_CLIENT_QUEUE).max(1),
             http,
-            http_body_limit: pick(&self.http_body_limit, file.http_body_limit).unwrap_or(1 << 20),
+            http_body_limit: self.http_body_limit.unwrap_or(DEFAULT_HTTP_BODY_LIMIT),
         })
     }
-}
-
-fn pick<T: Clone>(flag: &Option<T>, file: Option<T>) -> Option<T> {
-    flag.clone().or(file)
 }
 
 fn resolve_addr(s: &str, what: &str) -> Result<SocketAddr, ConfigError> {
@@ -297,7 +346,7 @@ fn resolve_addr(s: &str, what: &str) -> Result<SocketAddr, ConfigError> {
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| {
-            ConfigError(format!(
+            ConfigError::Invalid(format!(
                 "{what} {s:?} is not a HOST:PORT this machine can resolve"
             ))
         })
@@ -312,82 +361,6 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-fn default_data_dir(env: &str, side: Side) -> PathBuf {
-    let leaf = format!("{env}-{}", side.as_str());
-    if let Some(state) = std::env::var_os("XDG_STATE_HOME") {
-        return Path::new(&state).join("rarangi").join(leaf);
-    }
-    let system = Path::new("/var/lib/rarangi");
-    if std::fs::create_dir_all(system).is_ok() {
-        return system.join(leaf);
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    home.join(".local/state/rarangi").join(leaf)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_follow_the_well_known_ports() {
-        let s = ServeArgs::default().resolve().unwrap();
-        assert_eq!(s.env, "development");
-        assert_eq!(s.listen.port(), 4790);
-        assert!(s.uri.as_str().ends_with(":4790/"));
-        let b = ServeArgs {
-            env: Some("production".into()),
-            side: Some(SideArg::B),
-            ..ServeArgs::default()
-        };
-        assert_eq!(b.resolve().unwrap().listen.port(), 4761);
-    }
-
-    #[test]
-    fn bad_settings_say_what_to_do() {
-        let e = ServeArgs {
-            env: Some("qa".into()),
-            ..ServeArgs::default()
-        }
-        .resolve()
-        .unwrap_err();
-        assert!(e.0.contains("--listen"), "{e}");
-        let e = ServeArgs {
-            allow_register: vec!["nope".into()],
-            ..ServeArgs::default()
-        }
-        .resolve()
-        .unwrap_err();
-        assert!(e.0.contains("CIDR"), "{e}");
-    }
-
-    #[test]
-    fn file_settings_apply_under_flags() {
-        let dir = std::env::temp_dir().join(format!("rarangi-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("c.toml");
-        std::fs::write(
-            &path,
-            "env = \"staging\"\ncluster = \"eu\"\npeer = [\"127.0.0.1:4771\"]\nlisten = \"127.0.0.1:4770\"\n",
-        )
-        .unwrap();
-        let s = ServeArgs {
-            config: Some(path.clone()),
-            cluster: Some("us".into()),
-            ..ServeArgs::default()
-        }
-        .resolve()
-        .unwrap();
-        assert_eq!((s.env.as_str(), s.cluster.as_str()), ("staging", "us"));
-        assert_eq!(s.peers, ["127.0.0.1:4771"]);
-        assert_eq!(s.uri.as_str(), "x-tvnetcs://127.0.0.1:4770/");
-        std::fs::write(&path, "bogus = 1\n").unwrap();
-        let e = ServeArgs {
-            config: Some(path),
-            ..ServeArgs::default()
-        }
-        .resolve()
-        .unwrap_err();
-        assert!(e.0.contains("bogus"), "{e}");
-    }
-}
+#[path = "settings_tests.rs"]
+mod tests;

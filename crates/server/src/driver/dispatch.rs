@@ -1,0 +1,230 @@
+//! Carrying out the core's outputs: lines to connections, store commits,
+//! log lines; then the change log, the view and its publication.
+
+use std::sync::Arc;
+
+use rarangi_core::{Notice, Output, PersistOp};
+use rarangi_proto::Message;
+
+use super::changes::{instance_path, key_path};
+use super::view::Instance;
+use super::{Driver, WATCH_CLIENT};
+use crate::store::StoreError;
+
+/// Snapshots whose encoding is kept (each at most the core's snapshot cache
+/// limit of lines).
+const SNAPSHOT_TEXTS: usize = 256;
+
+/// What a batch changed in the read model, applied in order.
+enum Seen {
+    Service(Message),
+    Key(rarangi_core::KeyRecord),
+    Collected(String),
+}
+
+impl Driver {
+    /// Carries out the core's outputs until there are none left, then
+    /// publishes the view. Err if durable writes failed.
+    pub(super) fn dispatch(&mut self) -> Result<(), StoreError> {
+        let mut persist = Vec::new();
+        let mut seen = Vec::new();
+        loop {
+            let outs = self.core.drain();
+            if outs.is_empty() {
+                break;
+            }
+            for out in outs {
+                self.output(out, &mut persist, &mut seen);
+            }
+        }
+        let result = if persist.is_empty() {
+            Ok(())
+        } else {
+            self.persist(&persist)
+        };
+        let any = !seen.is_empty();
+        for s in seen {
+            self.apply(s);
+        }
+        self.publish(any);
+        result
+    }
+
+    fn output(&mut self, out: Output, persist: &mut Vec<PersistOp>, seen: &mut Vec<Seen>) {
+        match out {
+            Output::ToPeer { peer, msg } => {
+                let Some(link) = self.peers.get(&peer) else {
+                    return;
+                };
+                if let Err(why) = link.handle.send(msg.encode()) {
+                    let conn = link.conn;
+                    self.drop_peer(&peer, conn, &format!("peer is not reading: {why}"));
+                }
+            }
+            Output::ToClient { client, msg } if client == WATCH_CLIENT => seen.push(Seen::Service(msg)),
+            Output::ToClient { client, msg } => {
+                let Some(h) = self.clients.get(&client.0) else {
+                    return;
+                };
+                if let Err(why) = h.send(msg.encode()) {
+                    self.drop_client(client.0, &format!("client cannot keep up: {why}"));
+                }
+            }
+            Output::ToClientMany { client, msgs } if client == WATCH_CLIENT => {
+                seen.extend(msgs.iter().cloned().map(Seen::Service));
+            }
+            Output::ToClientMany { client, msgs } => {
+                if !self.clients.contains_key(&client.0) {
+                    return;
+                }
+                let lines = msgs.len();
+                let text = self.snapshot_text(msgs);
+                let sent = self.clients.get(&client.0).map(|h| h.send_block(text, lines));
+                if let Some(Err(why)) = sent {
+                    self.drop_client(client.0, &format!("client cannot keep up: {why}"));
+                }
+            }
+            Output::Webhook(d) => self.deliver(d),
+            Output::Persist(op) => {
+                match &op {
+                    PersistOp::Key(rec) => seen.push(Seen::Key(rec.clone())),
+                    PersistOp::Collect { key, .. } => seen.push(Seen::Collected(key.clone())),
+                }
+                persist.push(op);
+            }
+            Output::Notice(n) => log_notice(&n),
+        }
+    }
+
+    /// Applies one change to the working view and the change log.
+    fn apply(&mut self, seen: Seen) {
+        match seen {
+            Seen::Service(Message::AddServ {
+                service,
+                catalogue,
+                cluster,
+                ts,
+                attrs,
+            }) => {
+                let path = instance_path(&service);
+                let cluster = match self.clusters.get(&cluster) {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c: Arc<str> = cluster.as_str().into();
+                        self.clusters.insert(cluster, c.clone());
+                        c
+                    }
+                };
+                self.view
+                    .put_instance(Instance::new(service, catalogue, cluster, attrs, ts));
+                self.log.record(&mut self.view, path, true);
+            }
+            Seen::Service(Message::DelServ {
+                service, catalogue, ..
+            }) => {
+                self.view.remove_instance(&service, &catalogue);
+                self.log.record(&mut self.view, instance_path(&service), false);
+            }
+            // The watch subscription's end-of-snapshot marker.
+            Seen::Service(_) => {}
+            Seen::Key(rec) => {
+                let path = key_path(&rec.key);
+                let live = rec.value.is_some();
+                self.view.put_key(rec);
+                if let Some(path) = path {
+                    self.log.record(&mut self.view, path, live);
+                }
+            }
+            Seen::Collected(key) => self.view.remove_key(&key),
+        }
+    }
+
+    /// Publishes the view if anything in it may have changed.
+    fn publish(&mut self, changed: bool) {
+        let mut changed = changed;
+        if self.topology_dirty {
+            self.topology_dirty = false;
+            let topology = self.core.topology();
+            if *self.view.topology != topology {
+                self.view.topology = Arc::new(topology);
+                changed = true;
+            }
+        }
+        if changed {
+            self.view_tx.send_replace(Arc::new(self.view.clone()));
+        }
+    }
+
+    pub(super) fn persist(&mut self, ops: &[PersistOp]) -> Result<(), StoreError> {
+        let clock = self.core.clock();
+        let result = tokio::task::block_in_place(|| self.store.apply(ops, clock));
+        match result {
+            Ok(()) => {
+                self.saved_clock = clock;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %crate::error_chain(&e), "could not write the store");
+                Err(e)
+            }
+        }
+    }
+
+    /// The encoded lines of a snapshot, encoded once while the core keeps
+    /// the same snapshot cached (until the next visible change).
+    fn snapshot_text(&mut self, msgs: Arc<[Message]>) -> Arc<str> {
+        let id = Arc::as_ptr(&msgs).cast::<Message>() as usize;
+        if let Some((_, text)) = self.snapshot_text.get(&id) {
+            return text.clone();
+        }
+        let mut text = String::new();
+        for m in msgs.iter() {
+            text.push_str(&m.encode());
+            text.push('\n');
+        }
+        let text: Arc<str> = text.into();
+        // Held by the core's cache too (strong count above 1 besides ours):
+        // worth keeping.
+        if Arc::strong_count(&msgs) > 1 {
+            if self.snapshot_text.len() >= SNAPSHOT_TEXTS {
+                // Forget snapshots the core no longer holds.
+                self.snapshot_text.retain(|_, (m, _)| Arc::strong_count(m) > 1);
+                if self.snapshot_text.len() >= SNAPSHOT_TEXTS {
+                    self.snapshot_text.clear();
+                }
+            }
+            self.snapshot_text.insert(id, (msgs, text.clone()));
+        }
+        text
+    }
+}
+
+fn log_notice(n: &Notice) {
+    match n {
+        Notice::Reachability { lost, regained } => {
+            if !lost.is_empty() {
+                let names: Vec<String> = lost.iter().map(ToString::to_string).collect();
+                tracing::warn!(unreachable = %names.join(" "), "partition: catalogues became unreachable; their services are withdrawn");
+            }
+            if !regained.is_empty() {
+                let names: Vec<String> = regained.iter().map(ToString::to_string).collect();
+                tracing::info!(reachable = %names.join(" "), "catalogues reachable again");
+            }
+        }
+        Notice::Leader(l) => tracing::info!(leader = %l, "leader changed"),
+        Notice::ClockSkew { peer, detail } => tracing::error!(peer = %peer, detail, "clock skew"),
+        Notice::PeerProtocol { peer, detail } => {
+            tracing::warn!(peer = %peer, detail, "protocol problem on link")
+        }
+        Notice::ClientRefused { client, detail } => {
+            tracing::warn!(client = client.0, detail, "refused client request")
+        }
+        Notice::StaleRefused { key } => {
+            tracing::info!(item = %key, "refused a stale copy of a collected delete")
+        }
+        Notice::LeaseExpired { service } => {
+            tracing::info!(service = %service, "HTTP registration expired (TTL)")
+        }
+        _ => tracing::info!(?n, "notice"),
+    }
+}

@@ -1,0 +1,346 @@
+//! The HTTP API (Nesoi's resources, with its defects fixed): replicated
+//! configuration under `/app`, service instances under `/srv` (the same
+//! catalogue the line protocol serves), webhooks, blocking queries,
+//! Server-Sent Events and the topology. One file per resource family; a
+//! Consul-compatible API, metrics and a UI join them as `consul.rs`,
+//! `metrics.rs`, `ui.rs`. Reads use the driver's published [`View`]; only
+//! writes go to the driver. `docs/openapi.yaml` describes every route in
+//! [`ROUTES`]; a test keeps the two equal.
+
+mod app;
+mod events;
+mod hooks;
+mod srv;
+mod topology;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use rarangi_core::KeyRecord;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::driver::view::View;
+use crate::driver::{Event, Request, WriteError};
+use crate::Shared;
+use app::{delete_app, get_app, head_app, list_apps, put_app};
+use events::events;
+use hooks::{
+    delete_hook_app, delete_hook_srv, get_hook_app, get_hook_srv, list_hooks_app, list_hooks_srv,
+    post_hook_app, post_hook_srv, put_hook_app, put_hook_srv,
+};
+use srv::{delete_instance, get_instance, get_srv, head_srv, list_srv, put_instance};
+use topology::topology;
+
+/// Every route and method served, as listed in docs/openapi.yaml.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/app"),
+    ("get", "/app/{name}"),
+    ("put", "/app/{name}"),
+    ("delete", "/app/{name}"),
+    ("head", "/app/{name}"),
+    ("get", "/app/{name}/web-hooks"),
+    ("post", "/app/{name}/web-hooks"),
+    ("get", "/app/{name}/web-hooks/{hook}"),
+    ("put", "/app/{name}/web-hooks/{hook}"),
+    ("delete", "/app/{name}/web-hooks/{hook}"),
+    ("get", "/srv"),
+    ("get", "/srv/{name}"),
+    ("head", "/srv/{name}"),
+    ("get", "/srv/{name}/{host}"),
+    ("put", "/srv/{name}/{host}"),
+    ("delete", "/srv/{name}/{host}"),
+    ("get", "/srv/{name}/web-hooks"),
+    ("post", "/srv/{name}/web-hooks"),
+    ("get", "/srv/{name}/web-hooks/{hook}"),
+    ("put", "/srv/{name}/web-hooks/{hook}"),
+    ("delete", "/srv/{name}/web-hooks/{hook}"),
+    ("get", "/v1/topology"),
+    ("get", "/v1/events"),
+];
+
+/// Longest blocking query (`wait=`); longer asks are refused.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+/// A blocking query's wait when `wait=` is not given.
+const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+
+/// What every handler gets.
+struct HttpState {
+    shared: Arc<Shared>,
+    /// Rendered GET /srv/NAME bodies with the name's change index.
+    srv_cache: Mutex<HashMap<String, (u64, Bytes)>>,
+}
+
+impl HttpState {
+    /// The latest published view.
+    fn view(&self) -> Arc<View> {
+        self.shared.view.borrow().clone()
+    }
+}
+
+type Api = Arc<HttpState>;
+
+/// An error answered as `{"error": "..."}`.
+#[derive(Debug)]
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1, "status": self.0.as_u16()}))).into_response()
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        let status = match e {
+            WriteError::Name(_) | WriteError::Lease(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, crate::error_chain(&e))
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn not_found(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, msg.into())
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Serves the API until shutdown.
+pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    let limit = shared.settings.http_body_limit;
+    let state = Arc::new(HttpState {
+        shared,
+        srv_cache: Mutex::default(),
+    });
+    let app = router(state).layer(DefaultBodyLimit::max(limit));
+    let _ = axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await;
+}
+
+fn router(state: Api) -> Router {
+    Router::new()
+        .route("/app", get(list_apps))
+        .route(
+            "/app/{name}",
+            get(get_app).put(put_app).delete(delete_app).head(head_app),
+        )
+        .route("/app/{name}/web-hooks", get(list_hooks_app).post(post_hook_app))
+        .route(
+            "/app/{name}/web-hooks/{hook}",
+            get(get_hook_app).put(put_hook_app).delete(delete_hook_app),
+        )
+        .route("/srv", get(list_srv))
+        .route("/srv/{name}", get(get_srv).head(head_srv))
+        .route("/srv/{name}/web-hooks", get(list_hooks_srv).post(post_hook_srv))
+        .route(
+            "/srv/{name}/web-hooks/{hook}",
+            get(get_hook_srv).put(put_hook_srv).delete(delete_hook_srv),
+        )
+        .route(
+            "/srv/{name}/{host}",
+            get(get_instance).put(put_instance).delete(delete_instance),
+        )
+        .route("/v1/topology", get(topology))
+        .route("/v1/events", get(events))
+        .fallback(|| async { not_found("no such resource; see docs/openapi.yaml for the routes") })
+        .method_not_allowed_fallback(|| async {
+            ApiError(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this resource".into(),
+            )
+        })
+        .with_state(state)
+}
+
+/// Path segments: `[0-9a-zA-Z.\-_]+`.
+fn segment(s: &str) -> Result<&str, ApiError> {
+    let ok = !s.is_empty()
+        && s.len() <= 200
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'));
+    if ok {
+        Ok(s)
+    } else {
+        Err(bad(format!("path segment {s:?} must match [0-9a-zA-Z.-_]+")))
+    }
+}
+
+/// Sends a write to the driver and waits for its answer.
+async fn ask<T>(api: &Api, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    api.shared
+        .events
+        .send(Event::Api(make(tx)))
+        .await
+        .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "catalogue shutting down".into()))?;
+    rx.await
+        .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "catalogue shutting down".into()))
+}
+
+fn body_json(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let bytes = body.map_err(|r| ApiError(r.status(), format!("request body: {}", r.body_text())))?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("body is not valid JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(bad("body must be a JSON object"));
+    }
+    Ok(v)
+}
+
+/// A configuration document's JSON.
+fn doc(rec: &KeyRecord) -> Value {
+    serde_json::from_str(rec.value.as_deref().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+/// Deletes a configuration key: 204, or 404 with `missing`.
+async fn delete_key(api: &Api, key: rarangi_core::ConfigKey, missing: String) -> ApiResult {
+    if ask(api, |reply| Request::DelKey { key, reply }).await?? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(not_found(missing))
+    }
+}
+
+fn subscriptions_link(path: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("<{path}/web-hooks>; rel=\"Subscriptions\"")).expect("ASCII path")
+}
+
+// ----- blocking queries ------------------------------------------------------
+
+/// `?index=N&wait=30s`: answer at once if anything under the resource
+/// changed after index N, else when it changes or the wait ends.
+#[derive(Debug, Deserialize)]
+struct WaitQuery {
+    index: Option<u64>,
+    wait: Option<String>,
+}
+
+/// `30s`, `500ms`, `2m` (a bare number is seconds), at most [`MAX_WAIT`].
+fn parse_wait(s: &str) -> Result<Duration, ApiError> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| bad(format!("wait {s:?}: use e.g. 30s, 500ms or 2m")))?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        _ => return Err(bad(format!("wait {s:?}: use e.g. 30s, 500ms or 2m"))),
+    };
+    match ms.map(Duration::from_millis) {
+        Some(d) if d <= MAX_WAIT => Ok(d),
+        _ => Err(bad(format!(
+            "wait {s:?} is longer than the limit of {} s",
+            MAX_WAIT.as_secs()
+        ))),
+    }
+}
+
+/// Waits as the query asks, then returns the view to answer from (its
+/// index is the one to report).
+async fn block(api: &Api, prefix: &str, q: &WaitQuery) -> Result<Arc<View>, ApiError> {
+    let wait = q
+        .wait
+        .as_deref()
+        .map(parse_wait)
+        .transpose()?
+        .unwrap_or(DEFAULT_WAIT);
+    let mut rx = api.shared.view.clone();
+    let view = rx.borrow_and_update().clone();
+    let Some(after) = q.index else { return Ok(view) };
+    // A service or instance query watches its service name's index; the
+    // rest watch every path under their prefix.
+    let indexed = crate::driver::index_path(prefix);
+    let last = |v: &View| {
+        if indexed == prefix {
+            v.last_change_under(prefix)
+        } else {
+            v.last_change_of(indexed)
+        }
+    };
+    if last(&view) > after {
+        return Ok(view);
+    }
+    let deadline = tokio::time::sleep(wait);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => return Ok(api.view()),
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    // The driver is gone: answer with what we have.
+                    return Ok(api.view());
+                }
+                let view = rx.borrow_and_update().clone();
+                if last(&view) > after {
+                    return Ok(view);
+                }
+            }
+        }
+    }
+}
+
+fn with_index(mut r: Response, index: u64) -> Response {
+    r.headers_mut()
+        .insert("x-rarangi-index", HeaderValue::from(index));
+    r
+}
+
+/// `2026-11-22T01:02:03.456Z` from Unix milliseconds.
+fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_and_waits() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_309_323_456), "2026-11-22T01:02:03.456Z");
+        assert_eq!(parse_wait("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_wait("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_wait("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_wait("soon").is_err());
+        assert_eq!(parse_wait("10m").unwrap(), MAX_WAIT);
+        assert_eq!(parse_wait("601s").unwrap_err().0, StatusCode::BAD_REQUEST);
+        assert!(parse_wait("18446744073709551m").is_err());
+        assert!(segment("a.b-c_1").is_ok() && segment("a/b").is_err() && segment("").is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! Dialing configured peers: connect, check the WELCOME (DESIGN §3), run the
+//! link, and redial with back-off. Later peer sources (DNS SRV, Kubernetes,
+//! the beacon) feed addresses to the same loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rarangi_core::{check_welcome, WelcomeVerdict};
+use rarangi_proto::{Backoff, CatalogueUri, ParseError};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use super::connection::{lines, read_line, run_peer, Read};
+use crate::Shared;
+
+/// A link that stayed up this long resets the back-off.
+const STABLE_LINK: Duration = Duration::from_secs(30);
+
+/// Why a dial attempt failed (retried with back-off).
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    #[error("cannot connect")]
+    Connect(#[source] std::io::Error),
+    #[error("connect timed out after 10 s")]
+    ConnectTimeout,
+    #[error("closed before the handshake ended")]
+    Closed,
+    #[error("no WELCOME within 10 s")]
+    NoWelcome,
+    #[error("bad WELCOME")]
+    BadWelcome(#[source] ParseError),
+    #[error("expected WELCOME, got {0}")]
+    NotWelcome(&'static str),
+}
+
+/// Keeps a configured peer linked: dial, run, back off, repeat.
+pub(crate) async fn dial_loop(addr: String, shared: Arc<Shared>, stop: CancellationToken) {
+    let mut backoff = Backoff::links();
+    let mut expected: Option<CatalogueUri> = None;
+    let mut failures = 0u32;
+    loop {
+        let started = crate::clock::instant();
+        let outcome = tokio::select! {
+            _ = stop.cancelled() => return,
+            o = dial(&addr, expected.as_ref(), shared.clone()) => o,
+        };
+        match outcome {
+            DialOutcome::Ended(peer) => {
+                expected = Some(peer);
+                failures = 0;
+                if started.elapsed() > STABLE_LINK {
+                    backoff.reset();
+                }
+            }
+            DialOutcome::Failed(why) => {
+                failures += 1;
+                if failures == 1 || failures.is_multiple_of(10) {
+                    let error = crate::error_chain(&why);
+                    tracing::warn!(peer = %addr, %error, attempts = failures, "cannot reach peer; retrying with back-off");
+                }
+            }
+            DialOutcome::EnvMismatch { peer, theirs } => {
+                tracing::error!(
+                    peer = %addr, uri = %peer, theirs = %theirs, ours = %shared.settings.env,
+                    "environment mismatch: peer {addr} is {theirs:?}, we are {:?}; not reconnecting until restart",
+                    shared.settings.env
+                );
+                return;
+            }
+            DialOutcome::SelfConnection => {
+                tracing::warn!(peer = %addr, "{addr} is this catalogue itself; not dialing it");
+                return;
+            }
+            DialOutcome::WrongIdentity { expected: exp, got } => {
+                tracing::warn!(peer = %addr, expected = %exp, got = %got, "a different catalogue answered; closed");
+                expected = None;
+            }
+        }
+        let delay = backoff.next_delay(rand::random());
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Dials a peer and runs the link while it lasts. Returns how it ended.
+async fn dial(addr: &str, expected: Option<&CatalogueUri>, shared: Arc<Shared>) -> DialOutcome {
+    let connect = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(addr)).await;
+    let stream = match connect {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return DialOutcome::Failed(DialError::Connect(e)),
+        Err(_) => return DialOutcome::Failed(DialError::ConnectTimeout),
+    };
+    let _ = stream.set_nodelay(true);
+    let (r, mut w) = tokio::io::split(stream);
+    let mut lines = lines(r, shared.settings.max_line);
+    let first = match tokio::time::timeout(Duration::from_secs(10), read_line(&mut lines)).await {
+        Ok(Read::Line(parsed)) => parsed,
+        Ok(_) => return DialOutcome::Failed(DialError::Closed),
+        Err(_) => return DialOutcome::Failed(DialError::NoWelcome),
+    };
+    let msg = match first {
+        Ok(m) => m,
+        Err(e) => return DialOutcome::Failed(DialError::BadWelcome(e)),
+    };
+    match check_welcome(&shared.core_config, expected, &msg) {
+        WelcomeVerdict::Link { peer, .. } => {
+            if w.write_all(format!("{}\n", shared.welcome.encode()).as_bytes())
+                .await
+                .is_err()
+            {
+                return DialOutcome::Failed(DialError::Closed);
+            }
+            run_peer(lines, w, peer.clone(), true, shared).await;
+            DialOutcome::Ended(peer)
+        }
+        WelcomeVerdict::EnvMismatch { peer, theirs } => DialOutcome::EnvMismatch { peer, theirs },
+        WelcomeVerdict::SelfConnection => DialOutcome::SelfConnection,
+        WelcomeVerdict::WrongIdentity { expected, got } => DialOutcome::WrongIdentity { expected, got },
+        WelcomeVerdict::NotWelcome => DialOutcome::Failed(DialError::NotWelcome(msg.kind().keyword())),
+    }
+}
+
+/// How one dial attempt ended.
+enum DialOutcome {
+    /// A link was up and has ended.
+    Ended(CatalogueUri),
+    /// Could not connect or handshake.
+    Failed(DialError),
+    /// The peer is of another environment: never redial.
+    EnvMismatch { peer: CatalogueUri, theirs: String },
+    /// We dialed ourselves: never redial.
+    SelfConnection,
+    /// Someone else answered at that address.
+    WrongIdentity {
+        expected: CatalogueUri,
+        got: CatalogueUri,
+    },
+}

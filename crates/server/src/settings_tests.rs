@@ -1,0 +1,205 @@
+//! Tests of settings: defaults, every file key, precedence.
+
+use std::error::Error as _;
+
+use clap::Parser;
+
+use super::*;
+
+fn user() -> UserDirs {
+    UserDirs {
+        euid: 1000,
+        runtime_dir: Some("/run/user/1000".into()),
+        state_home: None,
+        home: Some("/home/u".into()),
+        temp_dir: "/tmp".into(),
+    }
+}
+
+fn chain(e: &ConfigError) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
+fn file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rarangi-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn defaults_follow_the_well_known_ports_and_the_user() {
+    let s = ServeArgs::default().resolve_for(&user()).unwrap();
+    assert_eq!(s.env, "development");
+    assert_eq!(s.listen.port(), 4790);
+    assert!(s.uri.as_str().ends_with(":4790/"));
+    assert_eq!(
+        s.data_dir,
+        PathBuf::from("/home/u/.local/state/rarangi/development-a")
+    );
+    assert_eq!(s.unix, PathBuf::from("/run/user/1000/rarangi/development-a.sock"));
+    assert_eq!(s.heartbeat, Duration::from_millis(DEFAULT_HEARTBEAT_MS));
+    assert_eq!(s.http.map(|a| a.port()), Some(4792));
+    let root = UserDirs { euid: 0, ..user() };
+    let b = ServeArgs {
+        env: Some("production".into()),
+        side: Some(SideArg::B),
+        ..ServeArgs::default()
+    }
+    .resolve_for(&root)
+    .unwrap();
+    assert_eq!(b.listen.port(), 4761);
+    assert_eq!(b.data_dir, PathBuf::from("/var/lib/rarangi/production-b"));
+    assert_eq!(b.unix, PathBuf::from("/run/rarangi/production-b.sock"));
+}
+
+#[test]
+fn bad_settings_say_what_to_do() {
+    let e = ServeArgs {
+        env: Some("qa".into()),
+        ..ServeArgs::default()
+    }
+    .resolve_for(&user())
+    .unwrap_err();
+    assert!(chain(&e).contains("--listen"), "{e}");
+    let e = ServeArgs {
+        allow_register: vec!["nope".into()],
+        ..ServeArgs::default()
+    }
+    .resolve_for(&user())
+    .unwrap_err();
+    assert!(chain(&e).contains("CIDR"), "{e}");
+    let e = ServeArgs {
+        cluster: Some("Not Valid".into()),
+        ..ServeArgs::default()
+    }
+    .resolve_for(&user())
+    .unwrap_err();
+    assert!(matches!(e, ConfigError::Name(_)), "{e}");
+}
+
+#[test]
+fn every_file_key_applies_under_flags() {
+    let path = file(
+        "all.toml",
+        r#"
+env = "staging"
+side = "b"
+cluster = "eu"
+listen = "127.0.0.1:4771"
+advertise = "127.0.0.1:5000"
+unix = "/tmp/x.sock"
+peers = ["127.0.0.1:4770"]
+data-dir = "/tmp/data"
+heartbeat-ms = 200
+dead-after-ms = 900
+log-format = "json"
+allow-register = ["10.0.0.0/8"]
+max-line = 2048
+tombstone-ms = 5000
+http = "127.0.0.1:4773"
+http-body-limit = 4096
+client-queue = 7
+"#,
+    );
+    let s = ServeArgs {
+        config: Some(path.clone()),
+        ..ServeArgs::default()
+    }
+    .resolve_for(&user())
+    .unwrap();
+    assert_eq!(
+        (s.env.as_str(), s.side, s.cluster.as_str()),
+        ("staging", Side::B, "eu")
+    );
+    assert_eq!(s.listen.to_string(), "127.0.0.1:4771");
+    assert_eq!(s.uri.as_str(), "x-tvnetcs://127.0.0.1:5000/");
+    assert_eq!(s.unix, PathBuf::from("/tmp/x.sock"));
+    assert_eq!(s.peers, ["127.0.0.1:4770"]);
+    assert_eq!(s.data_dir, PathBuf::from("/tmp/data"));
+    assert_eq!(
+        (s.heartbeat, s.dead_after),
+        (Duration::from_millis(200), Duration::from_millis(900))
+    );
+    assert_eq!(s.log_format, LogFormat::Json);
+    assert_eq!(s.allow_register, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+    assert_eq!((s.max_line, s.tombstone_ms), (2048, 5000));
+    assert_eq!(s.http.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:4773"));
+    assert_eq!((s.http_body_limit, s.client_queue), (4096, 7));
+
+    // A flag wins over the file.
+    let s = ServeArgs {
+        config: Some(path),
+        cluster: Some("us".into()),
+        peers: vec!["127.0.0.1:1".into()],
+        ..ServeArgs::default()
+    }
+    .resolve_for(&user())
+    .unwrap();
+    assert_eq!((s.cluster.as_str(), s.peers[0].as_str()), ("us", "127.0.0.1:1"));
+
+    // `peer`, the flag's name, names the same setting.
+    let old = file("peer.toml", "peer = [\"127.0.0.1:4779\"]\nhttp = \"off\"\n");
+    let s = ServeArgs {
+        config: Some(old),
+        ..ServeArgs::default()
+    }
+    .resolve_for(&user())
+    .unwrap();
+    assert_eq!((s.peers, s.http), (vec!["127.0.0.1:4779".to_owned()], None));
+
+    let bogus = file("bogus.toml", "bogus = 1\n");
+    let e = ServeArgs {
+        config: Some(bogus),
+        ..ServeArgs::default()
+    }
+    .resolve_for(&user())
+    .unwrap_err();
+    assert!(chain(&e).contains("bogus"), "{}", chain(&e));
+}
+
+#[derive(Parser)]
+struct Cmd {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+/// The only test that sets RARANGI_* variables (the others build
+/// `ServeArgs` directly), so no other test sees them.
+#[test]
+fn flags_win_over_variables_which_win_over_the_file() {
+    let path = file(
+        "prec.toml",
+        "cluster = \"file\"\nenv = \"staging\"\nheartbeat-ms = 300\n",
+    );
+    std::env::set_var("RARANGI_CLUSTER", "variable");
+    std::env::set_var("RARANGI_PEERS", "127.0.0.1:1,127.0.0.1:2");
+    let parse = |flags: &[&str]| {
+        let mut argv = vec!["serve", "--config", path.to_str().unwrap()];
+        argv.extend_from_slice(flags);
+        Cmd::try_parse_from(argv)
+            .unwrap()
+            .args
+            .resolve_for(&user())
+            .unwrap()
+    };
+    let by_var = parse(&[]);
+    let by_flag = parse(&["--cluster", "flag", "--peer", "127.0.0.1:3"]);
+    std::env::remove_var("RARANGI_CLUSTER");
+    std::env::remove_var("RARANGI_PEERS");
+    assert_eq!(by_var.cluster, "variable");
+    assert_eq!(by_var.peers, ["127.0.0.1:1", "127.0.0.1:2"]);
+    assert_eq!(
+        (by_var.env.as_str(), by_var.heartbeat),
+        ("staging", Duration::from_millis(300))
+    );
+    assert_eq!(by_flag.cluster, "flag");
+    assert_eq!(by_flag.peers, ["127.0.0.1:3"]);
+}

@@ -1,18 +1,11 @@
 //! Benchmarks on the in-memory network: flooding cost, re-link traffic,
 //! convergence of large networks.
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use rarangi_sim::{Net, NetConfig, Topology};
 
 /// `n` catalogues of development linked as `topology` lays out (seeded).
 pub fn net(n: usize, topology: Topology, cfg: NetConfig, seed: u64) -> Net {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let edges = topology.edges(n, &mut rng);
-    let nodes: Vec<(String, String)> = (0..n)
-        .map(|i| ("development".into(), topology.cluster(i)))
-        .collect();
-    Net::new(cfg, rng, &nodes, edges)
+    Net::one_environment(cfg, seed, n, topology)
 }
 
 /// Lines for one registration against the bound 2E−N+1.

@@ -1,8 +1,17 @@
 //! Durable state in an embedded redb database under `--data-dir`:
 //! configuration records, collected deletes and the clock's high-water mark.
 //! Every write is committed (fsync) before it returns.
+//!
+//! A store that cannot be read as ours (damaged, truncated, zero-length,
+//! foreign bytes) is refused with what to do, never opened as empty: a
+//! catalogue rebuilds its configuration from the others when it rejoins,
+//! but only once an operator has moved the file aside. redb may panic on
+//! some damaged files; opening and loading catch that and report it the
+//! same way. After an I/O error redb refuses every later write until the
+//! database is opened again: [`Store::reopen`] does that.
 
-use std::path::Path;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 
 use rarangi_core::{Durable, KeyRecord, PersistOp};
 use rarangi_proto::{parse_line, Message, Ts};
@@ -14,6 +23,13 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// The layout version this build writes and reads.
 pub const SCHEMA_VERSION: u64 = 1;
+
+/// The store's file name inside the data directory.
+pub const FILE_NAME: &str = "rarangi.redb";
+
+/// What an operator does about a store that cannot be read.
+const MOVE_ASIDE: &str =
+    "move it aside; the catalogue rebuilds its configuration from the other catalogues when it rejoins";
 
 /// A storage failure, with the path involved and its cause.
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +53,17 @@ pub enum StoreError {
         #[source]
         source: Box<redb::Error>,
     },
+    /// The file is not a readable store: damaged, truncated, empty or
+    /// foreign. It is never opened as an empty store.
+    #[error("store {path} is damaged ({detail}); {MOVE_ASIDE}")]
+    Damaged {
+        /// Database file.
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// A stored record does not parse: the file was damaged.
-    #[error("store {path}: damaged record under key {key:?}; move the file aside (it will be rebuilt from the other catalogues)")]
+    #[error("store {path}: damaged record under key {key:?}; {MOVE_ASIDE}")]
     Corrupt {
         /// Database file.
         path: String,
@@ -53,30 +78,62 @@ pub enum StoreError {
         /// Version found.
         found: u64,
     },
+    /// The database is closed: reopening it after an error failed.
+    #[error("store {path} is closed after an error; it is reopened on the next attempt")]
+    Closed {
+        /// Database file.
+        path: String,
+    },
 }
 
 /// The catalogue's durable store.
 pub struct Store {
-    db: Database,
+    /// None after a failed [`Store::reopen`].
+    db: Option<Database>,
+    file: PathBuf,
     path: String,
 }
 
 impl Store {
-    /// Opens (creating if needed) `DIR/rarangi.redb`.
+    /// Opens (creating if needed) `DIR/rarangi.redb`. A file that exists
+    /// but cannot be read as a store is refused ([`StoreError::Damaged`]).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let file = dir.join("rarangi.redb");
+        let file = dir.join(FILE_NAME);
         let path = file.display().to_string();
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
             path: path.clone(),
             source,
         })?;
-        let db = Database::create(&file).map_err(|e| StoreError::Db {
-            path: path.clone(),
-            source: Box::new(e.into()),
-        })?;
-        let store = Self { db, path };
-        store.check_schema()?;
+        let mut store = Self {
+            db: None,
+            file,
+            path,
+        };
+        store.reopen()?;
         Ok(store)
+    }
+
+    /// Closes the database and opens it again (redb refuses every write
+    /// after an I/O error until then), checking its schema, which writes.
+    pub fn reopen(&mut self) -> Result<(), StoreError> {
+        // redb holds a lock on the file: the old handle goes first.
+        self.db = None;
+        if std::fs::metadata(&self.file).is_ok_and(|m| m.len() == 0) {
+            return Err(self.damaged("the file is empty"));
+        }
+        let file = self.file.clone();
+        let opened = catch_unwind(|| Database::create(&file))
+            .map_err(|panic| self.damaged(&format!("reading it failed: {}", panic_text(&panic))))?;
+        let db = opened.map_err(|e| self.open_error(e.into()))?;
+        self.db = Some(db);
+        self.check_schema().inspect_err(|_| self.db = None)
+    }
+
+    /// The open database.
+    fn db(&self) -> Result<&Database, StoreError> {
+        self.db.as_ref().ok_or_else(|| StoreError::Closed {
+            path: self.path.clone(),
+        })
     }
 
     fn err(&self, e: impl Into<redb::Error>) -> StoreError {
@@ -86,58 +143,113 @@ impl Store {
         }
     }
 
-    fn check_schema(&self) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
-            let found = meta.get("schema").map_err(|e| self.err(e))?.map(|v| v.value());
-            match found {
-                None => {
-                    meta.insert("schema", SCHEMA_VERSION).map_err(|e| self.err(e))?;
-                }
-                Some(v) if v == SCHEMA_VERSION => {}
-                Some(found) => {
-                    return Err(StoreError::Schema {
-                        path: self.path.clone(),
-                        found,
-                    })
-                }
-            }
-            tx.open_table(KEYS).map_err(|e| self.err(e))?;
-            tx.open_table(COLLECTED).map_err(|e| self.err(e))?;
+    fn damaged(&self, detail: &str) -> StoreError {
+        StoreError::Damaged {
+            path: self.path.clone(),
+            detail: detail.to_owned(),
         }
-        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// An error from opening: damage is named as such, anything else
+    /// (permissions, a full disk, a lock) keeps redb's words.
+    fn open_error(&self, e: redb::Error) -> StoreError {
+        use std::io::ErrorKind::{InvalidData, UnexpectedEof};
+        match &e {
+            redb::Error::Corrupted(what) => self.damaged(what),
+            redb::Error::UpgradeRequired(v) => self.damaged(&format!("file format {v}, not redb's current one")),
+            redb::Error::Io(io) if matches!(io.kind(), InvalidData | UnexpectedEof) => {
+                self.damaged(&io.to_string())
+            }
+            _ => self.err(e),
+        }
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let db = self.db()?;
+        let checked = catch_unwind(AssertUnwindSafe(|| -> Result<(), StoreError> {
+            let tx = db.begin_write().map_err(|e| self.err(e))?;
+            {
+                let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+                let found = meta.get("schema").map_err(|e| self.err(e))?.map(|v| v.value());
+                match found {
+                    None => {
+                        meta.insert("schema", SCHEMA_VERSION).map_err(|e| self.err(e))?;
+                    }
+                    Some(v) if v == SCHEMA_VERSION => {}
+                    Some(found) => {
+                        return Err(StoreError::Schema {
+                            path: self.path.clone(),
+                            found,
+                        })
+                    }
+                }
+                tx.open_table(KEYS).map_err(|e| self.err(e))?;
+                tx.open_table(COLLECTED).map_err(|e| self.err(e))?;
+            }
+            tx.commit().map_err(|e| self.err(e))
+        }));
+        checked.map_err(|panic| self.damaged(&format!("reading it failed: {}", panic_text(&panic))))?
     }
 
     /// Reads everything back: configuration and the clock high-water mark.
+    /// Every record is checked; a damaged one refuses the whole store.
     pub fn load(&self) -> Result<(Durable, Ts), StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let mut durable = Durable::default();
-        let keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
-        for row in keys.iter().map_err(|e| self.err(e))? {
-            let (key, line) = row.map_err(|e| self.err(e))?;
-            let rec = decode_record(line.value()).ok_or_else(|| StoreError::Corrupt {
-                path: self.path.clone(),
-                key: key.value().to_owned(),
-            })?;
-            durable.keys.push(rec);
+        self.read(|_| true)
+    }
+
+    /// Reads back what the store holds for `keys` only: their records and
+    /// collected deletes (to put memory back after a failed commit).
+    pub fn load_keys(&self, keys: &[String]) -> Result<Durable, StoreError> {
+        self.read(|k| keys.iter().any(|want| want == k)).map(|(d, _)| d)
+    }
+
+    fn read(&self, wanted: impl Fn(&str) -> bool) -> Result<(Durable, Ts), StoreError> {
+        let db = self.db()?;
+        let loaded = catch_unwind(AssertUnwindSafe(|| -> Result<(Durable, Ts), StoreError> {
+            let tx = db.begin_read().map_err(|e| self.err(e))?;
+            let mut durable = Durable::default();
+            let keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
+            for row in keys.iter().map_err(|e| self.err(e))? {
+                let (key, line) = row.map_err(|e| self.read_error(e))?;
+                let key = key.value();
+                if !wanted(key) {
+                    continue;
+                }
+                let rec = decode_record(key, line.value()).ok_or_else(|| StoreError::Corrupt {
+                    path: self.path.clone(),
+                    key: key.to_owned(),
+                })?;
+                durable.keys.push(rec);
+            }
+            let collected = tx.open_table(COLLECTED).map_err(|e| self.err(e))?;
+            for row in collected.iter().map_err(|e| self.err(e))? {
+                let (k, ts) = row.map_err(|e| self.read_error(e))?;
+                if wanted(k.value()) {
+                    durable.collected.push((k.value().to_owned(), Ts(ts.value())));
+                }
+            }
+            let meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            let clock = meta
+                .get("clock")
+                .map_err(|e| self.read_error(e))?
+                .map_or(0, |v| v.value());
+            Ok((durable, Ts(clock)))
+        }));
+        loaded.map_err(|panic| self.damaged(&format!("reading it failed: {}", panic_text(&panic))))?
+    }
+
+    /// A read error: damage is named as such.
+    fn read_error(&self, e: redb::StorageError) -> StoreError {
+        match e {
+            redb::StorageError::Corrupted(what) => self.damaged(&what),
+            e => self.err(e),
         }
-        let collected = tx.open_table(COLLECTED).map_err(|e| self.err(e))?;
-        for row in collected.iter().map_err(|e| self.err(e))? {
-            let (k, ts) = row.map_err(|e| self.err(e))?;
-            durable.collected.push((k.value().to_owned(), Ts(ts.value())));
-        }
-        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
-        let clock = meta
-            .get("clock")
-            .map_err(|e| self.err(e))?
-            .map_or(0, |v| v.value());
-        Ok((durable, Ts(clock)))
     }
 
     /// Applies persist operations and the clock mark in one durable commit.
     pub fn apply(&self, ops: &[PersistOp], clock: Ts) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let db = self.db()?;
+        let tx = db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
             let mut collected = tx.open_table(COLLECTED).map_err(|e| self.err(e))?;
@@ -161,6 +273,15 @@ impl Store {
     }
 }
 
+/// What a caught panic said.
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "redb panicked".to_owned())
+}
+
 /// Records are stored as their SET_KEY / DEL_KEY line: one format to read.
 fn encode_record(rec: &KeyRecord) -> String {
     match &rec.value {
@@ -179,70 +300,32 @@ fn encode_record(rec: &KeyRecord) -> String {
     .encode()
 }
 
-fn decode_record(line: &str) -> Option<KeyRecord> {
-    match parse_line(line.as_bytes()).ok()? {
+/// The record stored under `key`; None unless it parses and names that
+/// key.
+fn decode_record(key: &str, line: &str) -> Option<KeyRecord> {
+    let rec = match parse_line(line.as_bytes()).ok()? {
         Message::SetKey {
             key,
             origin,
             ts,
             value,
-        } => Some(KeyRecord {
+        } => KeyRecord {
             key,
             origin,
             ts,
             value: Some(value),
-        }),
-        Message::DelKey { key, origin, ts } => Some(KeyRecord {
+        },
+        Message::DelKey { key, origin, ts } => KeyRecord {
             key,
             origin,
             ts,
             value: None,
-        }),
-        _ => None,
-    }
+        },
+        _ => return None,
+    };
+    (rec.key == key && rarangi_proto::validate_key(key).is_ok()).then_some(rec)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rarangi_proto::CatalogueUri;
-
-    #[test]
-    fn survives_reopen_and_refuses_other_schemas() {
-        let dir = std::env::temp_dir().join(format!("rarangi-store-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let origin = CatalogueUri::from_addr("a:1").unwrap();
-        {
-            let s = Store::open(&dir).unwrap();
-            let rec = KeyRecord {
-                key: "app/x".into(),
-                origin: origin.clone(),
-                ts: Ts(5),
-                value: Some("{\"a\": 1}".into()),
-            };
-            s.apply(&[PersistOp::Key(rec)], Ts(9)).unwrap();
-            s.apply(
-                &[PersistOp::Collect {
-                    key: "app/y".into(),
-                    ts: Ts(3),
-                }],
-                Ts(10),
-            )
-            .unwrap();
-        }
-        let s = Store::open(&dir).unwrap();
-        let (d, clock) = s.load().unwrap();
-        assert_eq!(clock, Ts(10));
-        assert_eq!(d.keys[0].value.as_deref(), Some("{\"a\": 1}"));
-        assert_eq!(d.collected, vec![("app/y".to_owned(), Ts(3))]);
-        {
-            let tx = s.db.begin_write().unwrap();
-            tx.open_table(META).unwrap().insert("schema", 99).unwrap();
-            tx.commit().unwrap();
-        }
-        drop(s);
-        let e = Store::open(&dir).err().unwrap();
-        assert!(e.to_string().contains("schema version 99"), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
+#[path = "store_tests.rs"]
+mod tests;

@@ -27,7 +27,7 @@ mod sync;
 mod topology;
 mod welcome;
 
-pub use catalogue::{Catalogue, ServiceView, TopologyView};
+pub use catalogue::{Catalogue, PreparedWrite, ServiceView, TopologyView};
 pub use config::{Config, Limits};
 pub use config_key::{ConfigKey, HookKind, KeyWrite, Written};
 pub use hooks::{services_version, Delivery, What, ABSENT_VERSION};

@@ -28,6 +28,7 @@ use crate::hooks::HookState;
 use crate::lease::OwnReg;
 use clients::{Client, Compiled};
 use link::{Peer, PeerState};
+pub use nesoi::PreparedWrite;
 
 /// A service record currently visible at this catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -340,13 +341,13 @@ impl Catalogue {
         self.write_key(now_ms, key, value).map(|w| w.ts)
     }
 
-    /// Deletes a configuration key; None if it does not exist.
+    /// Deletes a configuration key; None if it does not exist. (Two
+    /// phases: [`Self::prepare_key_delete`], [`Self::commit_write`].)
     pub fn del_key(&mut self, now_ms: u64, key: &str) -> Option<Ts> {
-        self.now_ms = now_ms;
-        self.key(key)?;
-        let ts = self.mint(self.key_entry(key, None));
-        self.refresh();
-        Some(ts)
+        let prepared = self.prepare_key_delete(now_ms, key);
+        let ts = prepared.ts();
+        self.apply_write(prepared, true);
+        ts
     }
 
     /// Takes the outputs produced since the last call.

@@ -25,16 +25,6 @@ impl Catalogue {
         (key, value)
     }
 
-    /// A configuration version written here; None deletes.
-    pub(super) fn key_entry(&self, key: &str, value: Option<String>) -> (SortKey, Value) {
-        let v = Value::Key {
-            key: key.into(),
-            origin: self.cfg.uri.clone(),
-            value: value.map(Into::into),
-        };
-        (SortKey::config(key), v)
-    }
-
     /// A service registered here, live (`attrs`) or deleted (None).
     pub(super) fn service_value(&self, service: &ServiceUri, attrs: Option<Attrs>) -> (SortKey, Value) {
         let key = SortKey::service(&self.cfg.uri, service);
@@ -81,7 +71,13 @@ impl Catalogue {
     }
 
     /// Replaces an item and updates everything derived from it.
-    pub(super) fn put(&mut self, key: SortKey, mut item: Item) {
+    pub(super) fn put(&mut self, key: SortKey, item: Item) {
+        self.put_item(key, item, true);
+    }
+
+    /// [`Self::put`]; `persist` false for configuration the driver has
+    /// made durable already (a committed write, a restored record).
+    pub(super) fn put_item(&mut self, key: SortKey, mut item: Item, persist: bool) {
         if item.value.is_tombstone() {
             self.tombstones.insert((item.ts, key.clone()));
         }
@@ -109,7 +105,7 @@ impl Catalogue {
             Value::Key { key: name, .. } => {
                 self.hooks.note_change();
                 self.collected_keys.remove(&**name);
-                if let Some(rec) = KeyRecord::from_value(&item.value, item.ts) {
+                if let Some(rec) = KeyRecord::from_value(&item.value, item.ts).filter(|_| persist) {
                     self.out.push(Output::Persist(PersistOp::Key(rec)));
                 }
             }

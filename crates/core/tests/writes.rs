@@ -110,7 +110,9 @@ fn deletes_and_hooks_are_prepared_too() {
     assert_eq!(a.keys_with_prefix("hook").len(), 2);
     a.commit_write(del);
     assert!(a.keys_with_prefix("hook").is_empty());
-    assert!(a.prepare_put_hook(T0, HookKind::App, "bad name", "h1", SPEC).is_err());
+    assert!(a
+        .prepare_put_hook(T0, HookKind::App, "bad name", "h1", SPEC)
+        .is_err());
 }
 
 #[test]
@@ -132,11 +134,15 @@ fn a_webhook_marker_is_written_only_when_committed() {
         hook: "h1".into(),
     };
     let before = a.key(&marker.to_key()).unwrap().value;
-    let prepared = a.prepare_webhook_done(T0 + 1, &d.marker, &d.version, true).unwrap();
+    let prepared = a
+        .prepare_webhook_done(T0 + 1, &d.marker, &d.version, true)
+        .unwrap();
     assert_eq!(a.key(&marker.to_key()).unwrap().value, before);
     // The marker could not be stored: reported as a failure, retried.
     drop(prepared);
-    assert!(a.prepare_webhook_done(T0 + 1, &d.marker, &d.version, false).is_none());
+    assert!(a
+        .prepare_webhook_done(T0 + 1, &d.marker, &d.version, false)
+        .is_none());
     a.tick(T0 + 2_000);
     let again = a.drain().into_iter().any(|o| matches!(o, Output::Webhook(_)));
     assert!(again, "delivered again after the retry wait");

@@ -104,17 +104,14 @@ impl Store {
             path: path.clone(),
             source,
         })?;
-        let mut store = Self {
-            db: None,
-            file,
-            path,
-        };
+        let mut store = Self { db: None, file, path };
         store.reopen()?;
+        store.check_schema()?;
         Ok(store)
     }
 
-    /// Closes the database and opens it again (redb refuses every write
-    /// after an I/O error until then), checking its schema, which writes.
+    /// Closes the database and opens it again: redb refuses every write
+    /// after an I/O error until then.
     pub fn reopen(&mut self) -> Result<(), StoreError> {
         // redb holds a lock on the file: the old handle goes first.
         self.db = None;
@@ -126,7 +123,7 @@ impl Store {
             .map_err(|panic| self.damaged(&format!("reading it failed: {}", panic_text(&panic))))?;
         let db = opened.map_err(|e| self.open_error(e.into()))?;
         self.db = Some(db);
-        self.check_schema().inspect_err(|_| self.db = None)
+        Ok(())
     }
 
     /// The open database.
@@ -156,7 +153,9 @@ impl Store {
         use std::io::ErrorKind::{InvalidData, UnexpectedEof};
         match &e {
             redb::Error::Corrupted(what) => self.damaged(what),
-            redb::Error::UpgradeRequired(v) => self.damaged(&format!("file format {v}, not redb's current one")),
+            redb::Error::UpgradeRequired(v) => {
+                self.damaged(&format!("file format {v}, not redb's current one"))
+            }
             redb::Error::Io(io) if matches!(io.kind(), InvalidData | UnexpectedEof) => {
                 self.damaged(&io.to_string())
             }

@@ -153,7 +153,10 @@ fn a_record_under_the_wrong_key_is_refused() {
         let s = Store::open(&dir.0).unwrap();
         let tx = s.db().unwrap().begin_write().unwrap();
         let line = encode_record(&record("app/other", 1, "{}"));
-        tx.open_table(KEYS).unwrap().insert("app/x", line.as_str()).unwrap();
+        tx.open_table(KEYS)
+            .unwrap()
+            .insert("app/x", line.as_str())
+            .unwrap();
         tx.commit().unwrap();
     }
     assert_refused(&dir, "record under another key");

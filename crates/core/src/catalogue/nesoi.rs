@@ -85,7 +85,12 @@ impl Catalogue {
 
     /// Validates and versions a configuration write without applying it
     /// (see [`PreparedWrite`]).
-    pub fn prepare_key_write(&mut self, now_ms: u64, key: &str, value: &str) -> Result<PreparedWrite, NameError> {
+    pub fn prepare_key_write(
+        &mut self,
+        now_ms: u64,
+        key: &str,
+        value: &str,
+    ) -> Result<PreparedWrite, NameError> {
         rarangi_proto::validate_key(key)?;
         self.now_ms = now_ms;
         let existed = self.key(key).is_some();

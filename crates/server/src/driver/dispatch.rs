@@ -1,6 +1,8 @@
-//! Carrying out the core's outputs: lines to connections, store commits,
-//! log lines; then the change log, the view and its publication.
+//! Carrying out the core's outputs: store commits first, then lines to
+//! connections and log lines; then the change log, the view and its
+//! publication.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use rarangi_core::{Notice, Output, PersistOp};
@@ -8,7 +10,7 @@ use rarangi_proto::Message;
 
 use super::changes::{instance_path, key_path};
 use super::view::Instance;
-use super::{Driver, WATCH_CLIENT};
+use super::{Driver, WriteError, WATCH_CLIENT};
 use crate::store::StoreError;
 
 /// Snapshots whose encoding is kept (each at most the core's snapshot cache
@@ -16,7 +18,7 @@ use crate::store::StoreError;
 const SNAPSHOT_TEXTS: usize = 256;
 
 /// What a batch changed in the read model, applied in order.
-enum Seen {
+pub(super) enum Seen {
     Service(Message),
     Key(rarangi_core::KeyRecord),
     Collected(String),
@@ -25,23 +27,50 @@ enum Seen {
 impl Driver {
     /// Carries out the core's outputs until there are none left, then
     /// publishes the view. Err if durable writes failed.
-    pub(super) fn dispatch(&mut self) -> Result<(), StoreError> {
-        let mut persist = Vec::new();
-        let mut seen = Vec::new();
+    pub(super) fn dispatch(&mut self) -> Result<(), WriteError> {
+        self.dispatch_with(Vec::new())
+    }
+
+    /// [`Self::dispatch`], with changes already made durable (a committed
+    /// write) for the view. Each round's records are committed before any
+    /// of its lines leave, so nothing is replicated or shown that is not on
+    /// disk; records the store refused are put back in the core and their
+    /// lines dropped.
+    pub(super) fn dispatch_with(&mut self, mut seen: Vec<Seen>) -> Result<(), WriteError> {
+        let mut result = Ok(());
         loop {
             let outs = self.core.drain();
             if outs.is_empty() {
                 break;
             }
+            let ops: Vec<PersistOp> = outs
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Persist(op) => Some(op.clone()),
+                    _ => None,
+                })
+                .collect();
+            let mut failed = BTreeSet::new();
+            if !ops.is_empty() {
+                if let Err(e) = self.persist(&ops) {
+                    // A collected delete that is not stored stays a
+                    // tombstone on disk, collected again at the next start:
+                    // both refuse older copies, so only records go back.
+                    failed = ops
+                        .iter()
+                        .filter_map(|op| match op {
+                            PersistOp::Key(rec) => Some(rec.key.clone()),
+                            PersistOp::Collect { .. } => None,
+                        })
+                        .collect();
+                    self.restore(&failed);
+                    result = Err(e);
+                }
+            }
             for out in outs {
-                self.output(out, &mut persist, &mut seen);
+                self.output(out, &failed, &mut seen);
             }
         }
-        let result = if persist.is_empty() {
-            Ok(())
-        } else {
-            self.persist(&persist)
-        };
         let any = !seen.is_empty();
         for s in seen {
             self.apply(s);
@@ -50,8 +79,9 @@ impl Driver {
         result
     }
 
-    fn output(&mut self, out: Output, persist: &mut Vec<PersistOp>, seen: &mut Vec<Seen>) {
+    fn output(&mut self, out: Output, failed: &BTreeSet<String>, seen: &mut Vec<Seen>) {
         match out {
+            Output::ToPeer { msg, .. } if is_failed(&msg, failed) => {}
             Output::ToPeer { peer, msg } => {
                 let Some(link) = self.peers.get(&peer) else {
                     return;
@@ -85,13 +115,11 @@ impl Driver {
                 }
             }
             Output::Webhook(d) => self.deliver(d),
-            Output::Persist(op) => {
-                match &op {
-                    PersistOp::Key(rec) => seen.push(Seen::Key(rec.clone())),
-                    PersistOp::Collect { key, .. } => seen.push(Seen::Collected(key.clone())),
-                }
-                persist.push(op);
-            }
+            Output::Persist(op) => match op {
+                PersistOp::Key(rec) if failed.contains(&rec.key) => {}
+                PersistOp::Key(rec) => seen.push(Seen::Key(rec)),
+                PersistOp::Collect { key, .. } => seen.push(Seen::Collected(key)),
+            },
             Output::Notice(n) => log_notice(&n),
         }
     }
@@ -140,7 +168,7 @@ impl Driver {
     }
 
     /// Publishes the view if anything in it may have changed.
-    fn publish(&mut self, changed: bool) {
+    pub(super) fn publish(&mut self, changed: bool) {
         let mut changed = changed;
         if self.topology_dirty {
             self.topology_dirty = false;
@@ -155,7 +183,17 @@ impl Driver {
         }
     }
 
-    pub(super) fn persist(&mut self, ops: &[PersistOp]) -> Result<(), StoreError> {
+    /// Commits `ops` and the clock mark; refused without trying while
+    /// configuration is read-only.
+    pub(super) fn persist(&mut self, ops: &[PersistOp]) -> Result<(), WriteError> {
+        if let Some(alarm) = &self.alarm {
+            return Err(WriteError::ReadOnly(alarm.clone()));
+        }
+        self.store_write(ops).map_err(WriteError::Store)
+    }
+
+    /// Commits `ops` and the clock mark; a failure raises the alarm.
+    pub(super) fn store_write(&mut self, ops: &[PersistOp]) -> Result<(), StoreError> {
         let clock = self.core.clock();
         let result = tokio::task::block_in_place(|| self.store.apply(ops, clock));
         match result {
@@ -164,7 +202,7 @@ impl Driver {
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(error = %crate::error_chain(&e), "could not write the store");
+                self.raise_alarm(&e);
                 Err(e)
             }
         }
@@ -196,6 +234,14 @@ impl Driver {
             self.snapshot_text.insert(id, (msgs, text.clone()));
         }
         text
+    }
+}
+
+/// A replication line carrying a configuration record that was not stored.
+fn is_failed(msg: &Message, failed: &BTreeSet<String>) -> bool {
+    match msg {
+        Message::SetKey { key, .. } | Message::DelKey { key, .. } => failed.contains(key),
+        _ => false,
     }
 }
 

@@ -3,7 +3,14 @@
 //! become writes to connections, store commits and log lines
 //! (`dispatch.rs`). After each batch it publishes the read model
 //! (`view.rs`) that every HTTP read uses.
+//!
+//! Storage (`store.rs`): a local configuration write is made durable
+//! before the core applies and floods it; a replicated one the store
+//! cannot take is put back to what the store holds. A failed commit puts
+//! configuration in a read-only alarm until a probe on a later tick finds
+//! the store writable again (see `alarm.rs`).
 
+mod alarm;
 mod changes;
 mod dispatch;
 pub(crate) mod view;
@@ -12,7 +19,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rarangi_core::{Catalogue, ClientId, ConfigKey, HookKind, LeaseError, Registered, Written};
+use rarangi_core::{
+    Catalogue, ClientId, ConfigKey, HookKind, LeaseError, PreparedWrite, Registered, Written,
+};
 use rarangi_proto::{Attrs, CatalogueUri, Message, NameError, ServiceUri, Ts};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -68,9 +77,13 @@ pub(crate) enum Event {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub(crate) enum WriteError {
-    /// The store could not commit it.
-    #[error("not stored")]
+    /// The store could not commit it; nothing of it was applied, and
+    /// configuration is read-only until the store can write again.
+    #[error("not stored, configuration is read-only until the store can write again")]
     Store(#[source] StoreError),
+    /// Configuration is read-only: the store failed (the alarm says why).
+    #[error("configuration is read-only: {0}")]
+    ReadOnly(String),
     /// The key breaks the naming rule.
     #[error("invalid key")]
     Name(#[source] NameError),
@@ -172,6 +185,12 @@ pub(crate) struct Driver {
     /// Encoded subscription snapshots, by the core's shared slice (kept
     /// alive here, so its address is not reused while cached).
     snapshot_text: HashMap<usize, (Arc<[Message]>, Arc<str>)>,
+    /// Why configuration is read-only (the store failed); None when
+    /// writable.
+    alarm: Option<String>,
+    /// Peers' configuration was refused or put back during the alarm: the
+    /// links reconcile again once it clears.
+    resync: bool,
 }
 
 impl Driver {
@@ -203,6 +222,8 @@ impl Driver {
             topology_dirty: false,
             clusters: HashMap::new(),
             snapshot_text: HashMap::new(),
+            alarm: None,
+            resync: false,
         };
         // The subscription's snapshot is empty at start (no peers yet);
         // dispatching it keeps one path for every output.
@@ -242,7 +263,9 @@ impl Driver {
                     self.core.tick(now_ms());
                     self.topology_dirty = true;
                     let _ = self.dispatch();
-                    if self.core.clock() != self.saved_clock {
+                    if self.alarm.is_some() {
+                        self.probe_store();
+                    } else if self.core.clock() != self.saved_clock {
                         let _ = self.persist(&[]);
                     }
                 }
@@ -263,6 +286,13 @@ impl Driver {
             } => self.peer_up(now, conn, peer, dialed_by_me, handle),
             Event::PeerLine { conn, peer, msg } => {
                 if self.peers.get(&peer).is_some_and(|l| l.conn == conn) {
+                    if self.alarm.is_some() && matches!(msg, Message::SetKey { .. } | Message::DelKey { .. })
+                    {
+                        // Not applied when it cannot be stored; it comes
+                        // back when the links reconcile after the alarm.
+                        self.resync = true;
+                        return;
+                    }
                     if !matches!(
                         msg,
                         Message::AddServ { .. }
@@ -326,12 +356,15 @@ impl Driver {
         let now = now_ms();
         match req {
             Request::SetKey { key, value, reply } => {
-                let written = self.core.write_key(now, &key.to_key(), &value);
-                let _ = reply.send(self.durable(written.map(|w| w.written).map_err(WriteError::Name)));
+                let existed = self.write(|core| {
+                    core.prepare_key_write(now, &key.to_key(), &value)
+                        .map_err(WriteError::Name)
+                });
+                let _ = reply.send(existed.map(written));
             }
             Request::DelKey { key, reply } => {
-                let existed = self.core.del_key(now, &key.to_key()).is_some();
-                let _ = reply.send(self.durable(Ok(existed)));
+                let existed = self.write(|core| Ok(core.prepare_key_delete(now, &key.to_key())));
+                let _ = reply.send(existed);
             }
             Request::PutHook {
                 kind,
@@ -340,8 +373,11 @@ impl Driver {
                 spec,
                 reply,
             } => {
-                let written = self.core.put_hook(now, kind, &name, &hook, &spec);
-                let _ = reply.send(self.durable(written.map_err(WriteError::Name)));
+                let existed = self.write(|core| {
+                    core.prepare_put_hook(now, kind, &name, &hook, &spec)
+                        .map_err(WriteError::Name)
+                });
+                let _ = reply.send(existed.map(written));
             }
             Request::DelHook {
                 kind,
@@ -349,8 +385,8 @@ impl Driver {
                 hook,
                 reply,
             } => {
-                let existed = self.core.del_hook(now, kind, &name, &hook);
-                let _ = reply.send(self.durable(Ok(existed)));
+                let existed = self.write(|core| Ok(core.prepare_del_hook(now, kind, &name, &hook)));
+                let _ = reply.send(existed);
             }
             Request::Register {
                 service,
@@ -358,8 +394,10 @@ impl Driver {
                 ttl_ms,
                 reply,
             } => {
+                // Leases are not stored: they answer whatever the store does.
                 let leased = self.core.lease(now, service, attrs, ttl_ms);
-                let _ = reply.send(self.durable(leased.map_err(WriteError::Lease)));
+                let _ = self.dispatch();
+                let _ = reply.send(leased.map_err(WriteError::Lease));
             }
             Request::Unregister { service, reply } => {
                 let found = self.core.unlease(now, &service);
@@ -370,17 +408,45 @@ impl Driver {
                 if !ok {
                     tracing::warn!(hook = %marker, "webhook delivery failed; will retry");
                 }
-                self.core.webhook_done(now, &marker, &version, ok);
+                let _ = self.dispatch();
+                let Some(prepared) = self.core.prepare_webhook_done(now, &marker, &version, ok) else {
+                    return;
+                };
+                if self.write(|_| Ok(prepared)).is_err() {
+                    // The marker could not be stored: retried, so the
+                    // hook hears of the change at least once.
+                    let _ = self.core.prepare_webhook_done(now, &marker, &version, false);
+                }
             }
         }
     }
 
-    /// Carries out a write's outputs; its answer stands once they are
-    /// durable (and published).
-    fn durable<T>(&mut self, answer: Result<T, WriteError>) -> Result<T, WriteError> {
-        let dispatched = self.dispatch().map_err(WriteError::Store);
-        let answer = answer?;
-        dispatched.map(|()| answer)
+    /// Carries out a local configuration write: the core prepares it, the
+    /// store makes it durable, then the core applies and floods it and the
+    /// view shows it. When the store fails nothing of it is applied
+    /// anywhere. Answers whether the key asked for existed.
+    fn write(
+        &mut self,
+        prepare: impl FnOnce(&mut Catalogue) -> Result<PreparedWrite, WriteError>,
+    ) -> Result<bool, WriteError> {
+        // Earlier inputs' records go to disk first, so an older version
+        // never lands after this one.
+        self.dispatch()?;
+        let prepared = prepare(&mut self.core)?;
+        let existed = prepared.existed();
+        if !prepared.records().is_empty() {
+            self.persist(&prepared.persist_ops())?;
+        }
+        let seen = prepared
+            .records()
+            .iter()
+            .cloned()
+            .map(dispatch::Seen::Key)
+            .collect();
+        self.core.commit_write(prepared);
+        // Durable already: a later failure elsewhere does not undo it.
+        let _ = self.dispatch_with(seen);
+        Ok(existed)
     }
 
     /// POSTs a webhook notification the core decided on, off the driver
@@ -464,6 +530,18 @@ impl Driver {
         for (_, link) in self.peers.drain() {
             link.handle.close.cancel();
         }
-        self.persist(&[]).map_err(DriverError::Store)
+        if self.alarm.is_some() {
+            let _ = self.store.reopen();
+        }
+        self.store_write(&[]).map_err(DriverError::Store)
+    }
+}
+
+/// A set's answer from whether the key existed.
+fn written(existed: bool) -> Written {
+    if existed {
+        Written::Updated
+    } else {
+        Written::Created
     }
 }

@@ -129,6 +129,9 @@ pub(crate) struct View {
     /// Last change index per API path (services by name, see
     /// `changes::index_path`).
     paths: OrdMap<Arc<str>, u64>,
+    /// Conditions an operator must see (the store alarm); empty when all
+    /// is well.
+    pub(crate) alarms: Vec<String>,
 }
 
 impl View {
@@ -140,6 +143,7 @@ impl View {
             keys: OrdMap::new(),
             topology: Arc::new(topology),
             paths: OrdMap::new(),
+            alarms: Vec::new(),
         }
     }
 

@@ -104,7 +104,8 @@ impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
         let status = match e {
             WriteError::Name(_) | WriteError::Lease(_) => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            // Read-only until the store writes again: retry later.
+            WriteError::Store(_) | WriteError::ReadOnly(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError(status, crate::error_chain(&e))
     }

@@ -1,5 +1,5 @@
 //! `/v1/topology`: catalogues, links, reachability and the leader, as the
-//! core computes them.
+//! core computes them, and this catalogue's alarms (e.g. the store's).
 
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -22,6 +22,7 @@ pub(super) async fn topology(State(api): State<Api>) -> ApiResult {
         "catalogues": catalogues,
         "links": t.links.iter().map(|(a, b)| json!([a.as_str(), b.as_str()])).collect::<Vec<_>>(),
         "reachable": t.reachable.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+        "alarms": view.alarms,
     }))
     .into_response())
 }

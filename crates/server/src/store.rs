@@ -163,9 +163,23 @@ impl Store {
         }
     }
 
+    /// Checks the schema version; writes only on a new store, so a
+    /// catalogue on a full disk still starts (read-only until space is back).
     fn check_schema(&self) -> Result<(), StoreError> {
         let db = self.db()?;
         let checked = catch_unwind(AssertUnwindSafe(|| -> Result<(), StoreError> {
+            let current = match db.begin_read().map_err(|e| self.err(e))?.open_table(META) {
+                Ok(meta) => meta
+                    .get("schema")
+                    .map_err(|e| self.read_error(e))?
+                    .map(|v| v.value()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(self.err(e)),
+            };
+            // The tables are created together with the version.
+            if current == Some(SCHEMA_VERSION) {
+                return Ok(());
+            }
             let tx = db.begin_write().map_err(|e| self.err(e))?;
             {
                 let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;

@@ -28,7 +28,10 @@ fn under_memory_pressure_new_registrations_and_subscriptions_are_refused() {
     c.client_message(T0, svc, msg("7 tcp://10.0.0.1:80/orders"));
     assert!(to_client(&c.drain(), svc).is_empty());
     c.client_message(T0, sub, msg("8 orders"));
-    assert_eq!(to_client(&c.drain(), sub).last().map(String::as_str), Some("8 orders"));
+    assert_eq!(
+        to_client(&c.drain(), sub).last().map(String::as_str),
+        Some("8 orders")
+    );
     assert_eq!(c.services().count(), 1);
 
     c.set_memory_pressure(false);
@@ -63,7 +66,10 @@ fn a_large_snapshot_is_built_once_per_change_however_often_it_is_asked_for() {
     assert_eq!(first.len(), 1000);
     c.client_message(T0, sub, msg("8 ."));
     let again = snapshot(&c.drain(), sub);
-    assert!(std::sync::Arc::ptr_eq(&first, &again), "the same snapshot, shared");
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &again),
+        "the same snapshot, shared"
+    );
 
     c.client_message(T0 + 1, svc, msg("7 tcp://10.9.0.1:80/new"));
     c.drain();

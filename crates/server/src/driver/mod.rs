@@ -6,6 +6,7 @@
 
 mod changes;
 mod dispatch;
+mod memory;
 pub(crate) mod view;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use changes::{index_path, Change};
 use changes::{key_path, ChangeLog};
+use memory::MemoryGuard;
 use view::View;
 
 use crate::clock::now_ms;
@@ -172,6 +174,8 @@ pub(crate) struct Driver {
     /// Encoded subscription snapshots, by the core's shared slice (kept
     /// alive here, so its address is not reused while cached).
     snapshot_text: HashMap<usize, (Arc<[Message]>, Arc<str>)>,
+    /// Refuses new registrations and subscriptions beyond a resident size.
+    memory: MemoryGuard,
 }
 
 impl Driver {
@@ -190,6 +194,7 @@ impl Driver {
         let live = core.keys().into_iter().filter_map(|r| key_path(&r.key));
         let log = ChangeLog::new(live, shared.changes.clone());
         core.client_connected(WATCH_CLIENT, false);
+        let memory = MemoryGuard::new(shared.settings.memory_limit);
         let mut driver = Self {
             core,
             store,
@@ -203,6 +208,7 @@ impl Driver {
             topology_dirty: false,
             clusters: HashMap::new(),
             snapshot_text: HashMap::new(),
+            memory,
         };
         // The subscription's snapshot is empty at start (no peers yet);
         // dispatching it keeps one path for every output.
@@ -239,6 +245,9 @@ impl Driver {
                 },
                 _ = tick.tick() => {
                     self.drop_stalled();
+                    if let Some(short) = self.memory.check() {
+                        self.core.set_memory_pressure(short);
+                    }
                     self.core.tick(now_ms());
                     self.topology_dirty = true;
                     let _ = self.dispatch();

@@ -148,7 +148,9 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>
                 a
             }
             Err(e) => {
-                errors.failed(&e, || async { listener.accept().await.map(drop) }).await;
+                errors
+                    .failed(&e, || async { listener.accept().await.map(drop) })
+                    .await;
                 continue;
             }
         };

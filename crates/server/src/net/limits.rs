@@ -154,7 +154,9 @@ pub(crate) fn raise_nofile() -> Option<u64> {
         };
         match setrlimit(Resource::Nofile, raised) {
             Ok(()) => now = before.maximum,
-            Err(e) => tracing::warn!(error = %e, soft = before.current, hard = before.maximum, "cannot raise the descriptor limit"),
+            Err(e) => {
+                tracing::warn!(error = %e, soft = before.current, hard = before.maximum, "cannot raise the descriptor limit")
+            }
         }
     }
     match now {

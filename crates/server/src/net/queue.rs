@@ -91,7 +91,11 @@ impl Out {
 pub(crate) enum SendError {
     /// The reader is stuck or far behind.
     #[error("{lines} lines ({bytes} bytes) queued, nothing written for {idle_ms} ms")]
-    Stalled { lines: usize, bytes: usize, idle_ms: u64 },
+    Stalled {
+        lines: usize,
+        bytes: usize,
+        idle_ms: u64,
+    },
     /// The connection's writer is gone.
     #[error("connection closed")]
     Closed,
@@ -131,11 +135,9 @@ impl Handle {
         let idle_ms = now_ms().saturating_sub(self.backlog.progress_ms.load(Ordering::Relaxed));
         let b = &self.budget;
         let over = lines > b.lines || bytes > b.bytes;
-        let far_over = lines > b.lines.saturating_mul(HARD_FACTOR)
-            || bytes > b.bytes.saturating_mul(HARD_FACTOR_BYTES);
-        let dead = b
-            .idle
-            .is_some_and(|d| u128::from(idle_ms) >= d.as_millis());
+        let far_over =
+            lines > b.lines.saturating_mul(HARD_FACTOR) || bytes > b.bytes.saturating_mul(HARD_FACTOR_BYTES);
+        let dead = b.idle.is_some_and(|d| u128::from(idle_ms) >= d.as_millis());
         (far_over || dead || (over && idle_ms >= STALL_MS)).then_some(SendError::Stalled {
             lines,
             bytes,
@@ -301,7 +303,10 @@ mod tests {
         h.send_block(text.clone(), 1).unwrap();
         // Far over it (8 times): dropped whether moving or not.
         let sent = (0..8).map(|_| h.send_block(text.clone(), 1)).collect::<Vec<_>>();
-        assert!(matches!(sent.last(), Some(Err(SendError::Stalled { .. }))), "{sent:?}");
+        assert!(
+            matches!(sent.last(), Some(Err(SendError::Stalled { .. }))),
+            "{sent:?}"
+        );
     }
 
     #[test]
@@ -309,7 +314,9 @@ mod tests {
         let (h, _rx) = handle(BUDGET);
         h.send("x".repeat(2000)).unwrap();
         assert!(h.stalled().is_none(), "just queued");
-        h.backlog.progress_ms.store(now_ms() - STALL_MS, Ordering::Relaxed);
+        h.backlog
+            .progress_ms
+            .store(now_ms() - STALL_MS, Ordering::Relaxed);
         assert!(h.stalled().is_some());
     }
 

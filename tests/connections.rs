@@ -72,6 +72,18 @@ async fn closed(s: &mut TcpStream, what: &str) {
     }
 }
 
+/// A connection to `cat` holding a registration of `service`.
+async fn hold(cat: &Cat, service: &str) -> Connection {
+    let mut conn = Connection::connect(&cat.opts()).await.unwrap();
+    conn.send(&Message::RegServ {
+        service: ServiceUri::parse(service).unwrap(),
+        attrs: Default::default(),
+    })
+    .await
+    .unwrap();
+    conn
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_descriptor_limited_catalogue_under_a_crowd_still_links_answers_and_serves_its_socket() {
     if !rarangi_harness::has_prlimit() {
@@ -90,15 +102,7 @@ async fn a_descriptor_limited_catalogue_under_a_crowd_still_links_answers_and_se
         .args(["--max-connections-per-ip", "400"])
         .start()
         .unwrap();
-    let mut owner = Connection::connect(&a.opts()).await.unwrap();
-    let service = ServiceUri::parse("tcp://10.0.0.1:80/orders").unwrap();
-    owner
-        .send(&Message::RegServ {
-            service,
-            attrs: Default::default(),
-        })
-        .await
-        .unwrap();
+    let _a_svc = hold(&a, "tcp://10.0.0.1:80/orders").await;
     eventually_lookup(&a, "orders", &["tcp://10.0.0.1:80/orders"]).await;
 
     // 600 idle connections from one address: some are refused, none is
@@ -117,8 +121,8 @@ async fn a_descriptor_limited_catalogue_under_a_crowd_still_links_answers_and_se
     // A new peer links (A dials it), and one that dials A links too.
     let b = cat_at(&b_addr, "development", "c1", &[]);
     let c = cat("development", "c1", &[&a.addr]);
-    let _b_svc = spawn_register(&b, "tcp://10.0.0.2:80/orders");
-    let _c_svc = spawn_register(&c, "tcp://10.0.0.3:80/orders");
+    let _b_svc = hold(&b, "tcp://10.0.0.2:80/orders").await;
+    let _c_svc = hold(&c, "tcp://10.0.0.3:80/orders").await;
     let all = [
         "tcp://10.0.0.1:80/orders",
         "tcp://10.0.0.2:80/orders",
@@ -149,8 +153,7 @@ async fn the_connection_over_the_per_address_cap_is_refused_and_other_addresses_
     }
     let refused = client_from(CROWD, &a.addr)
         .await
-        .err()
-        .expect("the 65th is refused");
+        .expect_err("the 65th is refused");
     assert!(
         refused.starts_with("2 limit ") && refused.contains("64 per address"),
         "{refused}"

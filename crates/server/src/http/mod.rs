@@ -157,7 +157,7 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>
         let permit = match gate.admit(addr.ip(), false) {
             Ok(p) => p,
             Err(why) => {
-                refuse(&stream, &why);
+                refuse(stream, &why);
                 continue;
             }
         };
@@ -174,9 +174,20 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>
     graceful.shutdown().await;
 }
 
-/// Answers a connection over a cap without reading its request: 429 when
-/// its address has too many, 503 when the catalogue has.
-fn refuse(stream: &tokio::net::TcpStream, why: &crate::net::Refusal) {
+/// Refused connections lingering to read their request (see `refuse`).
+static LINGERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// At most this many at once; beyond, they are closed at once.
+const LINGER_MAX: usize = 64;
+/// How long one lingers.
+const LINGER: Duration = Duration::from_millis(200);
+
+/// Answers a connection over a cap without serving it: 429 when its
+/// address has too many, 503 when the catalogue has. The request is read
+/// (briefly) and discarded, so closing does not reset the connection and
+/// lose the answer.
+fn refuse(stream: tokio::net::TcpStream, why: &crate::net::Refusal) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let status = match why {
         crate::net::Refusal::PerIp { .. } => "429 Too Many Requests",
         crate::net::Refusal::Total { .. } => "503 Service Unavailable",
@@ -187,6 +198,18 @@ fn refuse(stream: &tokio::net::TcpStream, why: &crate::net::Refusal) {
         body.len()
     );
     let _ = stream.try_write(answer.as_bytes());
+    if LINGERING.fetch_add(1, Ordering::Relaxed) >= LINGER_MAX {
+        LINGERING.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let _ = stream.shutdown().await;
+        let mut buf = [0u8; 4096];
+        let drain = async { while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {} };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+        LINGERING.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 fn router(state: Api) -> Router {

@@ -16,7 +16,7 @@ mod wait;
 mod watch;
 
 pub use error::Error;
-pub use process::{binary, Cat, CatOptions};
+pub use process::{binary, has_prlimit, Cat, CatOptions};
 pub use proxy::Proxy;
 pub use scratch::{fresh_addr, TempDir};
 pub use wait::{eventually, Deadline, DEADLINE};

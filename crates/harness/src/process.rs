@@ -28,6 +28,16 @@ pub fn binary() -> PathBuf {
     dir.join("rarangi")
 }
 
+/// Whether `prlimit` (util-linux) can run here, for [`CatOptions::nofile`].
+pub fn has_prlimit() -> bool {
+    Command::new("prlimit")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// How to start a catalogue: see [`Cat::options`].
 #[derive(Debug, Clone)]
 pub struct CatOptions {
@@ -40,9 +50,16 @@ pub struct CatOptions {
     dead_after_ms: u64,
     log_level: String,
     extra: Vec<String>,
+    nofile: Option<u64>,
 }
 
 impl CatOptions {
+    /// Runs the process under `prlimit --nofile=N:N` (see [`has_prlimit`]).
+    pub fn nofile(mut self, n: u64) -> Self {
+        self.nofile = Some(n);
+        self
+    }
+
     /// The binary to run instead of [`binary()`].
     pub fn bin(mut self, bin: impl Into<PathBuf>) -> Self {
         self.bin = bin.into();
@@ -121,6 +138,7 @@ impl CatOptions {
             http,
             env: self.env,
             bin: self.bin,
+            nofile: self.nofile,
             log_level: self.log_level,
             args,
             child: None,
@@ -142,6 +160,7 @@ pub struct Cat {
     /// Its environment.
     pub env: String,
     bin: PathBuf,
+    nofile: Option<u64>,
     log_level: String,
     args: Vec<String>,
     child: Option<Child>,
@@ -161,6 +180,7 @@ impl Cat {
             dead_after_ms: 1000,
             log_level: "info".into(),
             extra: Vec::new(),
+            nofile: None,
         }
     }
 
@@ -174,7 +194,15 @@ impl Cat {
             .append(true)
             .open(self.log_path())
             .map_err(Error::io("open the catalogue's log"))?;
-        let mut cmd = Command::new(&self.bin);
+        // prlimit sets the limit and execs the catalogue: the PID is its.
+        let mut cmd = match self.nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
         // Nothing from our environment may redirect it (to system
         // directories, say): the arguments say everything.
         for (k, _) in std::env::vars_os() {
@@ -242,6 +270,13 @@ impl Cat {
     /// The process ID, while running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Its resident memory (VmRSS of /proc/PID/status) in KiB, while running.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
     }
 
     /// Everything it logged so far (all runs).

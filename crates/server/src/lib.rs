@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     view: watch::Receiver<Arc<View>>,
     /// `http://HOST:PORT` of our HTTP API, for webhook payloads.
     http_base: String,
+    /// Caps on client connections, line protocol and HTTP together.
+    gate: Arc<net::Gate>,
 }
 
 impl Shared {
@@ -116,6 +118,7 @@ pub fn init_logging(format: LogFormat) {
 /// Runs a catalogue until `shutdown` is cancelled (or SIGTERM/SIGINT when
 /// called from the command line).
 pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let nofile = net::raise_nofile();
     let store = Store::open(&settings.data_dir).map_err(ServeError::Store)?;
     let (durable, clock) = store.load().map_err(ServeError::Store)?;
     let mut core_config = rarangi_core::Config::new(
@@ -160,6 +163,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
                 .map_or(settings.uri.addr(), |(h, _)| h),
             settings.http.map_or(0, |a| a.port())
         ),
+        gate: Arc::new(net::Gate::new(&settings, nofile)),
     });
     tracing::info!(
         uri = %settings.uri,
@@ -168,6 +172,8 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         listen = %settings.listen,
         unix = %settings.unix.display(),
         data_dir = %settings.data_dir.display(),
+        max_connections = shared.gate.total(),
+        max_connections_per_ip = settings.max_connections_per_ip,
         "catalogue started"
     );
     let http_listener = match settings.http {

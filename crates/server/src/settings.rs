@@ -52,6 +52,20 @@ pub const DEFAULT_TOMBSTONE_MS: u64 = 3_600_000;
 pub const DEFAULT_CLIENT_QUEUE: usize = 16 * 1024;
 /// Largest HTTP request body in bytes.
 pub const DEFAULT_HTTP_BODY_LIMIT: usize = 1 << 20;
+/// Bytes queued for one client before it may be dropped as too slow.
+pub const DEFAULT_CLIENT_QUEUE_BYTES: usize = 8 << 20;
+/// Bytes queued for a peer catalogue before it may be dropped as dead.
+pub const DEFAULT_PEER_QUEUE_BYTES: usize = 64 << 20;
+/// Client connections (line protocol and HTTP together) from one address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+/// Time allowed for a new line-protocol connection's first line, in ms.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// Time allowed for an HTTP request head, and for an idle keep-alive
+/// connection's next request, in ms.
+pub const DEFAULT_HTTP_HEADER_TIMEOUT_MS: u64 = 10_000;
+/// Share of the machine's (or cgroup's) memory beyond which new
+/// registrations and subscriptions are refused.
+pub const DEFAULT_MEMORY_LIMIT: &str = "80%";
 /// Environment when none is given.
 pub const DEFAULT_ENV: &str = "development";
 /// Cluster when none is given.
@@ -141,6 +155,38 @@ pub struct ServeArgs {
     /// [default: 16384]
     #[arg(long, env = "RARANGI_CLIENT_QUEUE", value_name = "LINES")]
     pub client_queue: Option<usize>,
+    /// Bytes queued for one client before it is disconnected if it makes
+    /// no progress. [default: 8388608]
+    #[arg(long, env = "RARANGI_CLIENT_QUEUE_BYTES", value_name = "BYTES")]
+    pub client_queue_bytes: Option<usize>,
+    /// Bytes queued for a peer catalogue before the link is dropped if the
+    /// peer makes no progress. [default: 67108864]
+    #[arg(long, env = "RARANGI_PEER_QUEUE_BYTES", value_name = "BYTES")]
+    pub peer_queue_bytes: Option<usize>,
+    /// Client connections in total, line protocol and HTTP together (peer
+    /// links and the Unix socket are not counted). [default: the descriptor
+    /// limit minus a reserve for peers and the Unix socket]
+    #[arg(long, env = "RARANGI_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Client connections from one address, line protocol and HTTP
+    /// together; 0 for no cap. [default: 256]
+    #[arg(long, env = "RARANGI_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// A line-protocol connection that sends no complete first line within
+    /// this time is closed. [default: 10000]
+    #[arg(long, env = "RARANGI_HANDSHAKE_TIMEOUT_MS", value_name = "MS")]
+    pub handshake_timeout_ms: Option<u64>,
+    /// An HTTP connection must send a complete request head within this
+    /// time, counted from when it connects or when its last response was
+    /// sent (so it is also the keep-alive idle timeout). [default: 10000]
+    #[arg(long, env = "RARANGI_HTTP_HEADER_TIMEOUT_MS", value_name = "MS")]
+    pub http_header_timeout_ms: Option<u64>,
+    /// Beyond this resident memory, new registrations and subscriptions
+    /// are refused with `2 limit`: a share of the machine's (or cgroup's)
+    /// memory such as "80%", a size in bytes ("512MiB", "2G"), or "off".
+    /// [default: 80%]
+    #[arg(long, env = "RARANGI_MEMORY_LIMIT", value_name = "SHARE|BYTES")]
+    pub memory_limit: Option<String>,
 }
 
 /// A setting that cannot be used, with what to do about it.
@@ -210,6 +256,68 @@ pub struct Settings {
     pub http: Option<SocketAddr>,
     /// HTTP body limit.
     pub http_body_limit: usize,
+    /// Per-client send queue, in bytes.
+    pub client_queue_bytes: usize,
+    /// Per-peer send queue, in bytes.
+    pub peer_queue_bytes: usize,
+    /// Client connections in total; None: from the descriptor limit.
+    pub max_connections: Option<usize>,
+    /// Client connections per address; None: no cap.
+    pub max_connections_per_ip: Option<usize>,
+    /// Time allowed for a line-protocol connection's first line.
+    pub handshake_timeout: Duration,
+    /// Time allowed for an HTTP request head (and keep-alive idle time).
+    pub http_header_timeout: Duration,
+    /// The memory guard's threshold.
+    pub memory_limit: MemoryLimit,
+}
+
+/// Where the memory guard engages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryLimit {
+    /// Never.
+    Off,
+    /// At this percentage of the machine's (or cgroup's) memory.
+    Share(u8),
+    /// At this many bytes of resident memory.
+    Bytes(u64),
+}
+
+impl std::str::FromStr for MemoryLimit {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "--memory-limit {s:?} is not a share such as 80%, a size such as 512MiB, or off"
+            ))
+        };
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("off") {
+            return Ok(MemoryLimit::Off);
+        }
+        if let Some(p) = t.strip_suffix('%') {
+            return match p.trim().parse::<u8>() {
+                Ok(p @ 1..=100) => Ok(MemoryLimit::Share(p)),
+                _ => Err(bad()),
+            };
+        }
+        let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (n, unit) = t.split_at(digits);
+        let n: u64 = n.parse().map_err(|_| bad())?;
+        let shift = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 0,
+            "k" | "kb" | "kib" => 10,
+            "m" | "mb" | "mib" => 20,
+            "g" | "gb" | "gib" => 30,
+            "t" | "tb" | "tib" => 40,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(1 << shift)
+            .filter(|b| *b > 0)
+            .map(MemoryLimit::Bytes)
+            .ok_or_else(bad)
+    }
 }
 
 impl ServeArgs {
@@ -258,6 +366,13 @@ impl ServeArgs {
             http: self.http.or(file.http),
             http_body_limit: self.http_body_limit.or(file.http_body_limit),
             client_queue: self.client_queue.or(file.client_queue),
+            client_queue_bytes: self.client_queue_bytes.or(file.client_queue_bytes),
+            peer_queue_bytes: self.peer_queue_bytes.or(file.peer_queue_bytes),
+            max_connections: self.max_connections.or(file.max_connections),
+            max_connections_per_ip: self.max_connections_per_ip.or(file.max_connections_per_ip),
+            handshake_timeout_ms: self.handshake_timeout_ms.or(file.handshake_timeout_ms),
+            http_header_timeout_ms: self.http_header_timeout_ms.or(file.http_header_timeout_ms),
+            memory_limit: self.memory_limit.or(file.memory_limit),
         }
     }
 
@@ -337,6 +452,38 @@ impl ServeArgs {
             client_queue: self.client_queue.unwrap_or(DEFAULT_CLIENT_QUEUE).max(1),
             http,
             http_body_limit: self.http_body_limit.unwrap_or(DEFAULT_HTTP_BODY_LIMIT),
+            // A budget below one line could drop a reader for one message.
+            client_queue_bytes: self
+                .client_queue_bytes
+                .unwrap_or(DEFAULT_CLIENT_QUEUE_BYTES)
+                .max(max_line * 2),
+            peer_queue_bytes: self
+                .peer_queue_bytes
+                .unwrap_or(DEFAULT_PEER_QUEUE_BYTES)
+                .max(max_line * 2),
+            max_connections: self.max_connections,
+            max_connections_per_ip: match self
+                .max_connections_per_ip
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP)
+            {
+                0 => None,
+                n => Some(n),
+            },
+            handshake_timeout: Duration::from_millis(
+                self.handshake_timeout_ms
+                    .unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT_MS)
+                    .max(1),
+            ),
+            http_header_timeout: Duration::from_millis(
+                self.http_header_timeout_ms
+                    .unwrap_or(DEFAULT_HTTP_HEADER_TIMEOUT_MS)
+                    .max(1),
+            ),
+            memory_limit: self
+                .memory_limit
+                .as_deref()
+                .unwrap_or(DEFAULT_MEMORY_LIMIT)
+                .parse()?,
         })
     }
 }

@@ -107,6 +107,13 @@ tombstone-ms = 5000
 http = "127.0.0.1:4773"
 http-body-limit = 4096
 client-queue = 7
+client-queue-bytes = 100000
+peer-queue-bytes = 200000
+max-connections = 300
+max-connections-per-ip = 0
+handshake-timeout-ms = 1500
+http-header-timeout-ms = 2500
+memory-limit = "1GiB"
 "#,
     );
     let s = ServeArgs {
@@ -133,6 +140,13 @@ client-queue = 7
     assert_eq!((s.max_line, s.tombstone_ms), (2048, 5000));
     assert_eq!(s.http.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:4773"));
     assert_eq!((s.http_body_limit, s.client_queue), (4096, 7));
+    assert_eq!((s.client_queue_bytes, s.peer_queue_bytes), (100_000, 200_000));
+    assert_eq!((s.max_connections, s.max_connections_per_ip), (Some(300), None));
+    assert_eq!(
+        (s.handshake_timeout, s.http_header_timeout),
+        (Duration::from_millis(1500), Duration::from_millis(2500))
+    );
+    assert_eq!(s.memory_limit, MemoryLimit::Bytes(1 << 30));
 
     // A flag wins over the file.
     let s = ServeArgs {
@@ -202,4 +216,20 @@ fn flags_win_over_variables_which_win_over_the_file() {
     );
     assert_eq!(by_flag.cluster, "flag");
     assert_eq!(by_flag.peers, ["127.0.0.1:3"]);
+}
+
+#[test]
+fn memory_limits_are_shares_sizes_or_off() {
+    let parse = |s: &str| s.parse::<MemoryLimit>().ok();
+    assert_eq!(parse("80%"), Some(MemoryLimit::Share(80)));
+    assert_eq!(parse("off"), Some(MemoryLimit::Off));
+    assert_eq!(parse("512MiB"), Some(MemoryLimit::Bytes(512 << 20)));
+    assert_eq!(parse("2G"), Some(MemoryLimit::Bytes(2 << 30)));
+    assert_eq!(parse("4096"), Some(MemoryLimit::Bytes(4096)));
+    for bad in ["0%", "101%", "lots", "0", "12 parsecs", ""] {
+        assert_eq!(parse(bad), None, "{bad}");
+    }
+    let s = ServeArgs::default().resolve_for(&user()).unwrap();
+    assert_eq!(s.memory_limit, MemoryLimit::Share(80));
+    assert_eq!(s.max_connections_per_ip, Some(DEFAULT_MAX_CONNECTIONS_PER_IP));
 }

@@ -35,12 +35,19 @@ pub(super) struct Compiled {
 /// are all dropped (memory stays bounded).
 const IDLE_REGEX_MAX: usize = 256;
 
-/// Larger snapshots are not cached (memory stays bounded).
-const SNAPSHOT_CACHE_MAX: usize = 256;
+/// Snapshot lines kept cached across all regexes. Any one snapshot is
+/// cached whatever its size, so repeating a subscription never builds (nor
+/// the server encodes) its snapshot again; others are dropped to make room.
+const SNAPSHOT_CACHE_MAX: usize = 64 * 1024;
+
+/// Why new registrations and subscriptions are refused under memory pressure.
+const MEMORY_PRESSURE: &str =
+    "the catalogue is short of memory: no new registrations or subscriptions for now";
 
 impl Catalogue {
     pub(super) fn register(&mut self, client: ClientId, service: ServiceUri, attrs: Attrs) {
         let limit = self.cfg.limits.registrations_per_client;
+        let pressure = self.memory_pressure;
         let c = self.clients.get_mut(&client).expect("caller checked");
         if !c.may_register {
             let detail = "REG_SERV is accepted only on the Unix socket, from loopback, or from addresses allowed by --allow-register".to_owned();
@@ -54,6 +61,9 @@ impl Catalogue {
                 format!("at most {limit} registrations per connection"),
             );
             return;
+        }
+        if pressure && !c.regs.contains(&service) {
+            return self.refuse(client, ErrorCode::Limit, MEMORY_PRESSURE.to_owned());
         }
         c.regs.insert(service.clone());
         self.hold(service, attrs, |h| h.add_client(client));
@@ -78,6 +88,9 @@ impl Catalogue {
     }
 
     pub(super) fn subscribe(&mut self, client: ClientId, source: String) {
+        if self.memory_pressure && !self.clients[&client].subs.contains(&source) {
+            return self.refuse(client, ErrorCode::Limit, MEMORY_PRESSURE.to_owned());
+        }
         let limits = &self.cfg.limits;
         if source.len() > limits.regex_len {
             let d = format!(
@@ -136,19 +149,20 @@ impl Catalogue {
             .as_ref()
             .filter(|(g, _)| *g == gen)
             .map(|(_, m)| m.clone());
-        let snapshot = cached.unwrap_or_else(|| {
-            let regex = &compiled.regex;
-            let fresh: Arc<[Message]> = self
-                .services_where(|s| regex.is_match(s))
-                .map(|v| v.add_message())
-                .collect();
-            fresh
-        });
+        let snapshot = match cached {
+            Some(s) => s,
+            None => {
+                let regex = &compiled.regex;
+                let fresh: Arc<[Message]> = self
+                    .services_where(|s| regex.is_match(s))
+                    .map(|v| v.add_message())
+                    .collect();
+                self.cache_snapshot(&source, gen, &fresh);
+                fresh
+            }
+        };
         let compiled = self.regexes.get_mut(&source).expect("compiled above");
         compiled.users.insert(client);
-        if snapshot.len() <= SNAPSHOT_CACHE_MAX {
-            compiled.snapshot = Some((gen, snapshot.clone()));
-        }
         if !snapshot.is_empty() {
             self.out.push(Output::ToClientMany {
                 client,
@@ -156,6 +170,26 @@ impl Catalogue {
             });
         }
         self.send_client(client, Message::SubServ { regex: source });
+    }
+
+    /// Caches `snapshot` as `source`'s: stale snapshots are dropped, and
+    /// the others too if together they would pass [`SNAPSHOT_CACHE_MAX`].
+    fn cache_snapshot(&mut self, source: &str, gen: u64, snapshot: &Arc<[Message]>) {
+        let mut others = 0;
+        for (s, c) in &mut self.regexes {
+            match &c.snapshot {
+                Some((g, m)) if *g == gen && s != source => others += m.len(),
+                _ => c.snapshot = None,
+            }
+        }
+        if others + snapshot.len() > SNAPSHOT_CACHE_MAX {
+            for c in self.regexes.values_mut() {
+                c.snapshot = None;
+            }
+        }
+        if let Some(c) = self.regexes.get_mut(source) {
+            c.snapshot = Some((gen, snapshot.clone()));
+        }
     }
 
     pub(super) fn unsubscribe(&mut self, client: ClientId, source: String) {

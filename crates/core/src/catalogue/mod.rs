@@ -108,6 +108,9 @@ pub struct Catalogue {
     services_gen: u64,
     /// Webhook delivery bookkeeping (leader only).
     hooks: HookState,
+    /// Set by the server's memory guard: new registrations and
+    /// subscriptions are refused with `2 limit`.
+    memory_pressure: bool,
     out: Vec<Output>,
 }
 
@@ -144,6 +147,7 @@ impl Catalogue {
             dirty_services: BTreeSet::new(),
             regexes: HashMap::new(),
             services_gen: 0,
+            memory_pressure: false,
             hooks: HookState::default(),
             out: Vec::new(),
             cfg,
@@ -241,6 +245,13 @@ impl Catalogue {
                 });
             }
         }
+    }
+
+    /// The process is short of memory (`true`) or no longer (`false`):
+    /// while it is, new REG_SERV and SUB_SERV are refused with `2 limit`
+    /// (those already held, and repeats of them, go on).
+    pub fn set_memory_pressure(&mut self, on: bool) {
+        self.memory_pressure = on;
     }
 
     /// A client connected. `may_register` says whether REG_SERV is allowed

@@ -224,12 +224,11 @@ impl Driver {
         // Held by the core's cache too (strong count above 1 besides ours):
         // worth keeping.
         if Arc::strong_count(&msgs) > 1 {
+            // Forget snapshots the core no longer holds: they may be large,
+            // and only the core's cache bounds how many are kept.
+            self.snapshot_text.retain(|_, (m, _)| Arc::strong_count(m) > 1);
             if self.snapshot_text.len() >= SNAPSHOT_TEXTS {
-                // Forget snapshots the core no longer holds.
-                self.snapshot_text.retain(|_, (m, _)| Arc::strong_count(m) > 1);
-                if self.snapshot_text.len() >= SNAPSHOT_TEXTS {
-                    self.snapshot_text.clear();
-                }
+                self.snapshot_text.clear();
             }
             self.snapshot_text.insert(id, (msgs, text.clone()));
         }

@@ -13,6 +13,7 @@
 mod alarm;
 mod changes;
 mod dispatch;
+mod memory;
 pub(crate) mod view;
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use changes::{index_path, Change};
 use changes::{key_path, ChangeLog};
+use memory::MemoryGuard;
 use view::View;
 
 use crate::clock::now_ms;
@@ -191,6 +193,8 @@ pub(crate) struct Driver {
     /// Peers' configuration was refused or put back during the alarm: the
     /// links reconcile again once it clears.
     resync: bool,
+    /// Refuses new registrations and subscriptions beyond a resident size.
+    memory: MemoryGuard,
 }
 
 impl Driver {
@@ -209,6 +213,7 @@ impl Driver {
         let live = core.keys().into_iter().filter_map(|r| key_path(&r.key));
         let log = ChangeLog::new(live, shared.changes.clone());
         core.client_connected(WATCH_CLIENT, false);
+        let memory = MemoryGuard::new(shared.settings.memory_limit);
         let mut driver = Self {
             core,
             store,
@@ -224,6 +229,7 @@ impl Driver {
             snapshot_text: HashMap::new(),
             alarm: None,
             resync: false,
+            memory,
         };
         // The subscription's snapshot is empty at start (no peers yet);
         // dispatching it keeps one path for every output.
@@ -260,6 +266,9 @@ impl Driver {
                 },
                 _ = tick.tick() => {
                     self.drop_stalled();
+                    if let Some(short) = self.memory.check() {
+                        self.core.set_memory_pressure(short);
+                    }
                     self.core.tick(now_ms());
                     self.topology_dirty = true;
                     let _ = self.dispatch();

@@ -124,14 +124,93 @@ type ApiResult = Result<Response, ApiError>;
 /// Serves the API until shutdown.
 pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
     let limit = shared.settings.http_body_limit;
+    let gate = shared.gate.clone();
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    // hyper runs this timer whenever it waits for a request head: on a new
+    // connection (slowloris) and on an idle keep-alive connection alike.
+    http1
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(shared.settings.http_header_timeout);
     let state = Arc::new(HttpState {
         shared,
         srv_cache: Mutex::default(),
     });
     let app = router(state).layer(DefaultBodyLimit::max(limit));
-    let _ = axum::serve(listener, app)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut errors = crate::net::AcceptErrors::new("HTTP");
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let (stream, addr) = match accepted {
+            Ok(a) => {
+                errors.ok();
+                a
+            }
+            Err(e) => {
+                errors
+                    .failed(&e, || async { listener.accept().await.map(drop) })
+                    .await;
+                continue;
+            }
+        };
+        let permit = match gate.admit(addr.ip(), false) {
+            Ok(p) => p,
+            Err(why) => {
+                refuse(stream, &why);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = http1.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    // As before: stop accepting, let the requests in flight finish.
+    graceful.shutdown().await;
+}
+
+/// Refused connections lingering to read their request (see `refuse`).
+static LINGERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// At most this many at once; beyond, they are closed at once.
+const LINGER_MAX: usize = 64;
+/// How long one lingers.
+const LINGER: Duration = Duration::from_millis(200);
+
+/// Answers a connection over a cap without serving it: 429 when its
+/// address has too many, 503 when the catalogue has. The request is read
+/// (briefly) and discarded, so closing does not reset the connection and
+/// lose the answer.
+fn refuse(stream: tokio::net::TcpStream, why: &crate::net::Refusal) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let status = match why {
+        crate::net::Refusal::PerIp { .. } => "429 Too Many Requests",
+        crate::net::Refusal::Total { .. } => "503 Service Unavailable",
+    };
+    let body = json!({"error": why.to_string()}).to_string();
+    let answer = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.try_write(answer.as_bytes());
+    if LINGERING.fetch_add(1, Ordering::Relaxed) >= LINGER_MAX {
+        LINGERING.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let _ = stream.shutdown().await;
+        let mut buf = [0u8; 4096];
+        let drain = async { while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {} };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+        LINGERING.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 fn router(state: Api) -> Router {

@@ -1,103 +1,24 @@
-//! One connection: WELCOME, classification (catalogue or client), a reader
-//! that turns lines into driver events, and a writer fed by a watched queue.
+//! One connection: WELCOME, classification (catalogue or client) within
+//! the handshake timeout, a reader that turns lines into driver events, and
+//! a writer fed by a watched queue (`queue.rs`).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use rarangi_core::{check_welcome, WelcomeVerdict};
 use rarangi_proto::codec::{CodecError, LineCodec};
 use rarangi_proto::{CatalogueUri, ErrorCode, Message, ParseError};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
-use tokio_util::sync::CancellationToken;
 
+use super::limits::{Permit, Refusal};
+use super::queue::{spawn_writer, Budget};
 use super::Origin;
 use crate::driver::Event;
 use crate::Shared;
 
 /// Lines queued for a peer catalogue before the link is dropped.
 const PEER_QUEUE: usize = 256 * 1024;
-
-/// The driver's handle on a connection: an unbounded queue whose backlog
-/// and progress the driver watches, so a reader that is slow but moving
-/// (a big snapshot) is served and one that is stuck is dropped.
-#[derive(Debug, Clone)]
-pub(crate) struct Handle {
-    tx: mpsc::UnboundedSender<Out>,
-    pub(crate) close: CancellationToken,
-    pending: Arc<AtomicUsize>,
-    progress_ms: Arc<AtomicU64>,
-    limit: usize,
-}
-
-/// What a connection's writer is given.
-#[derive(Debug)]
-enum Out {
-    /// One line, without its newline.
-    Line(String),
-    /// Several lines, each with its newline, shared between connections:
-    /// a subscription snapshot encoded once.
-    Block(Arc<str>, usize),
-}
-
-impl Out {
-    fn lines(&self) -> usize {
-        match self {
-            Out::Line(_) => 1,
-            Out::Block(_, n) => *n,
-        }
-    }
-}
-
-/// How long a connection over its backlog limit may go without writing
-/// anything before it is dropped.
-const STALL_MS: u64 = 1000;
-/// A backlog this many times the limit is dropped even if moving.
-const HARD_FACTOR: usize = 64;
-
-/// Why a line could not be queued: the caller closes the connection.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum SendError {
-    /// The reader is stuck or far behind.
-    #[error("{pending} lines queued, nothing written for {idle_ms} ms")]
-    Stalled { pending: usize, idle_ms: u64 },
-    /// The connection's writer is gone.
-    #[error("connection closed")]
-    Closed,
-}
-
-impl Handle {
-    /// Queues a line.
-    pub(crate) fn send(&self, line: String) -> Result<(), SendError> {
-        self.queue(Out::Line(line))
-    }
-
-    /// Queues `lines` lines already encoded, each ending in a newline.
-    pub(crate) fn send_block(&self, text: Arc<str>, lines: usize) -> Result<(), SendError> {
-        self.queue(Out::Block(text, lines))
-    }
-
-    fn queue(&self, out: Out) -> Result<(), SendError> {
-        self.pending.fetch_add(out.lines(), Ordering::Relaxed);
-        self.stalled().map_or(Ok(()), Err)?;
-        self.tx.send(out).map_err(|_| SendError::Closed)
-    }
-
-    /// Why this connection should be dropped, if it should: over its
-    /// backlog limit with no progress for a while, or far over it.
-    pub(crate) fn stalled(&self) -> Option<SendError> {
-        let pending = self.pending.load(Ordering::Relaxed);
-        if pending <= self.limit {
-            return None;
-        }
-        let idle_ms = crate::clock::now_ms().saturating_sub(self.progress_ms.load(Ordering::Relaxed));
-        (idle_ms >= STALL_MS || pending > self.limit.saturating_mul(HARD_FACTOR))
-            .then_some(SendError::Stalled { pending, idle_ms })
-    }
-}
 
 /// A connection's incoming lines.
 pub(super) type Lines<R> = FramedRead<R, LineCodec>;
@@ -131,30 +52,45 @@ fn too_long(max: usize) -> String {
     .encode()
 }
 
-/// Serves an accepted connection: we speak first.
-pub(super) async fn accepted<S>(stream: S, origin: Origin, shared: Arc<Shared>)
+/// Serves an accepted connection: we speak first. `permit` is its place
+/// under the connection caps (None on the Unix socket), held while it
+/// lasts; one admitted beyond the total cap may only become a peer link.
+pub(super) async fn accepted<S>(stream: S, origin: Origin, permit: Option<Permit>, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (r, mut w) = tokio::io::split(stream);
     let mut lines = lines(r, shared.settings.max_line);
-    if w.write_all(format!("{}\n", shared.welcome.encode()).as_bytes())
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let first = match read_line(&mut lines).await {
-        Read::Line(parsed) => parsed,
-        Read::TooLong => {
-            let _ = w
-                .write_all(format!("{}\n", too_long(shared.settings.max_line)).as_bytes())
-                .await;
+    let timeout = shared.settings.handshake_timeout;
+    let handshake = async {
+        w.write_all(format!("{}\n", shared.welcome.encode()).as_bytes())
+            .await
+            .ok()?;
+        Some(read_line(&mut lines).await)
+    };
+    let first = match tokio::time::timeout(timeout, handshake).await {
+        Ok(Some(Read::Line(parsed))) => parsed,
+        Ok(Some(Read::TooLong)) => {
+            say_and_close(&mut w, too_long(shared.settings.max_line)).await;
             return;
         }
-        Read::Closed => return,
+        Ok(Some(Read::Closed) | None) => return,
+        Err(_) => {
+            let text = format!("no first line within {} ms; closing", timeout.as_millis());
+            tracing::debug!(?origin, "{text}");
+            say_and_close(&mut w, Message::error(ErrorCode::Limit, text).encode()).await;
+            return;
+        }
     };
     let parsed = first;
+    let overflow = permit.as_ref().is_some_and(Permit::is_overflow);
+    if overflow && !matches!(parsed, Ok(Message::Welcome { .. })) {
+        let why = Refusal::Total {
+            limit: shared.gate.total(),
+        };
+        say_and_close(&mut w, Message::error(ErrorCode::Limit, why.to_string()).encode()).await;
+        return;
+    }
     if let Ok(msg @ Message::Welcome { .. }) = &parsed {
         match check_welcome(&shared.core_config, None, msg) {
             WelcomeVerdict::Link { peer, .. } => {
@@ -179,6 +115,17 @@ where
     }
     let may_register = may_register(origin, &shared.settings.allow_register);
     run_client(lines, w, parsed, may_register, shared).await;
+    drop(permit);
+}
+
+/// Writes a last line to a connection being closed, without waiting long
+/// on a reader that does not read.
+async fn say_and_close<W: AsyncWrite + Unpin>(w: &mut W, line: String) {
+    let say = async {
+        w.write_all(format!("{line}\n").as_bytes()).await?;
+        w.flush().await
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), say).await;
 }
 
 /// REG_SERV is accepted on the Unix socket, from loopback, and from the
@@ -196,108 +143,6 @@ fn may_register(origin: Origin, allow: &[ipnet::IpNet]) -> bool {
     }
 }
 
-/// The writer half: drains the queue, sends heartbeats on idle links, and
-/// on close writes what is still queued before shutting down.
-async fn writer<W: AsyncWrite + Unpin>(
-    w: W,
-    mut rx: mpsc::UnboundedReceiver<Out>,
-    heartbeat: Option<Duration>,
-    close: CancellationToken,
-    progress: (Arc<AtomicUsize>, Arc<AtomicU64>),
-    _done: mpsc::Sender<()>,
-) {
-    let mut w = BufWriter::new(w);
-    let mut beat = tokio::time::interval(heartbeat.unwrap_or(Duration::from_secs(3600)));
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    beat.tick().await;
-    loop {
-        tokio::select! {
-            m = rx.recv() => match m {
-                Some(line) => match write_batch(&mut w, line, &mut rx).await {
-                    Ok(n) => {
-                        progress.0.fetch_sub(n, Ordering::Relaxed);
-                        progress.1.store(crate::clock::now_ms(), Ordering::Relaxed);
-                    }
-                    Err(_) => break,
-                },
-                None => break,
-            },
-            _ = beat.tick(), if heartbeat.is_some() => {
-                if w.write_all(b"1\n").await.is_err() || w.flush().await.is_err() {
-                    break;
-                }
-            }
-            _ = close.cancelled() => {
-                while let Ok(out) = rx.try_recv() {
-                    if write_out(&mut w, &out).await.is_err() {
-                        break;
-                    }
-                }
-                break;
-            }
-        }
-    }
-    let _ = w.flush().await;
-    let _ = w.shutdown().await;
-    close.cancel();
-}
-
-/// Writes a line and whatever else is queued (up to a batch), flushes, and
-/// returns how many lines went out.
-async fn write_batch<W: AsyncWrite + Unpin>(
-    w: &mut BufWriter<W>,
-    first: Out,
-    rx: &mut mpsc::UnboundedReceiver<Out>,
-) -> std::io::Result<usize> {
-    let mut n = write_out(w, &first).await?;
-    while n < 1024 {
-        let Ok(out) = rx.try_recv() else { break };
-        n += write_out(w, &out).await?;
-    }
-    w.flush().await?;
-    Ok(n)
-}
-
-/// Writes one queued item; returns how many lines it held.
-async fn write_out<W: AsyncWrite + Unpin>(w: &mut BufWriter<W>, out: &Out) -> std::io::Result<usize> {
-    match out {
-        Out::Line(line) => {
-            w.write_all(line.as_bytes()).await?;
-            w.write_all(b"\n").await?;
-        }
-        Out::Block(text, _) => w.write_all(text.as_bytes()).await?,
-    }
-    Ok(out.lines())
-}
-
-fn spawn_writer<W: AsyncWrite + Unpin + Send + 'static>(
-    w: W,
-    queue: usize,
-    heartbeat: Option<Duration>,
-    shared: &Shared,
-) -> Handle {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let close = CancellationToken::new();
-    let pending = Arc::new(AtomicUsize::new(0));
-    let progress_ms = Arc::new(AtomicU64::new(crate::clock::now_ms()));
-    let progress = (pending.clone(), progress_ms.clone());
-    tokio::spawn(writer(
-        w,
-        rx,
-        heartbeat,
-        close.clone(),
-        progress,
-        shared.writers_done.clone(),
-    ));
-    Handle {
-        tx,
-        close,
-        pending,
-        progress_ms,
-        limit: queue,
-    }
-}
-
 /// A linked peer catalogue: heartbeats out, dead-after in.
 pub(super) async fn run_peer<R, W>(
     mut lines: Lines<R>,
@@ -309,7 +154,13 @@ pub(super) async fn run_peer<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let handle = spawn_writer(w, PEER_QUEUE, Some(shared.settings.heartbeat), &shared);
+    let budget = Budget {
+        lines: PEER_QUEUE,
+        bytes: shared.settings.peer_queue_bytes,
+        // A peer that does not read is a dead peer.
+        idle: Some(shared.settings.dead_after),
+    };
+    let handle = spawn_writer(w, budget, Some(shared.settings.heartbeat), &shared);
     let close = handle.close.clone();
     let tx = handle.clone();
     let conn = shared.next_conn();
@@ -372,7 +223,12 @@ async fn run_client<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let handle = spawn_writer(w, shared.settings.client_queue, None, &shared);
+    let budget = Budget {
+        lines: shared.settings.client_queue,
+        bytes: shared.settings.client_queue_bytes,
+        idle: None,
+    };
+    let handle = spawn_writer(w, budget, None, &shared);
     let close = handle.close.clone();
     let tx = handle.clone();
     let conn = shared.next_conn();

@@ -1,9 +1,9 @@
 //! The configuration API's writes and the webhooks (see `crate::hooks`):
 //! writes report what they did, and the leader emits the deliveries due.
 
-use rarangi_proto::{NameError, ServiceUri};
+use rarangi_proto::ServiceUri;
 
-use super::Catalogue;
+use super::{Catalogue, KeyError};
 use crate::config_key::{ConfigKey, HookKind, KeyWrite, Written};
 use crate::hooks::{self, Delivery, What, ABSENT_VERSION};
 use crate::output::Output;
@@ -12,8 +12,9 @@ impl Catalogue {
     /// Writes a configuration key locally (then replicates it), reporting
     /// whether it was created or replaced. The driver acknowledges once the
     /// `Persist` output is durable.
-    pub fn write_key(&mut self, now_ms: u64, key: &str, value: &str) -> Result<KeyWrite, NameError> {
+    pub fn write_key(&mut self, now_ms: u64, key: &str, value: &str) -> Result<KeyWrite, KeyError> {
         rarangi_proto::validate_key(key)?;
+        self.admit_key(key, value)?;
         self.now_ms = now_ms;
         let written = if self.key(key).is_some() {
             Written::Updated
@@ -36,13 +37,14 @@ impl Catalogue {
         name: &str,
         hook: &str,
         spec_json: &str,
-    ) -> Result<Written, NameError> {
+    ) -> Result<Written, KeyError> {
         let key = hook_key(kind, name, hook);
         let marker = key.marker().expect("a hook has a marker").to_key();
         let key = key.to_key();
         // Both valid before either is written.
         rarangi_proto::validate_key(&key)?;
         rarangi_proto::validate_key(&marker)?;
+        self.admit_key(&key, spec_json)?;
         let version = self.resource_version(kind, name);
         self.write_key(now_ms, &marker, &version)?;
         Ok(self.write_key(now_ms, &key, spec_json)?.written)

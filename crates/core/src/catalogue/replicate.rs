@@ -87,8 +87,13 @@ impl Catalogue {
 
     /// Sends `owner`'s CATALOGUE record to a peer not known to hold it,
     /// before one of its services: receivers refuse services of catalogues
-    /// they hold no record of, and links keep their order.
+    /// they hold no record of, and links keep their order. Only while the
+    /// link reconciles: once it is up, the peer holds every record we held
+    /// then, and later ones were flooded to it before any of their services.
     pub(super) fn owner_record_first(&mut self, peer: &CatalogueUri, pid: PeerId, owner: &CatalogueUri) {
+        if self.peers.get(peer).is_none_or(|p| p.state == PeerState::Up) {
+            return;
+        }
         let key = SortKey::catalogue(owner);
         let Some(item) = self.db.get_mut(&key) else { return };
         if !item.is_known_by(pid) {

@@ -50,8 +50,10 @@ pub const DEFAULT_DEAD_AFTER_MS: u64 = 5000;
 pub const DEFAULT_TOMBSTONE_MS: u64 = 3_600_000;
 /// Lines queued for one client before it is dropped as too slow.
 pub const DEFAULT_CLIENT_QUEUE: usize = 16 * 1024;
-/// Largest HTTP request body in bytes.
-pub const DEFAULT_HTTP_BODY_LIMIT: usize = 1 << 20;
+/// Largest HTTP request body in bytes: the largest replicated item
+/// (`rarangi_proto::MAX_ITEM_LINE`, 2 MiB), so any document that can be
+/// replicated can be sent.
+pub const DEFAULT_HTTP_BODY_LIMIT: usize = rarangi_proto::MAX_ITEM_LINE;
 /// Environment when none is given.
 pub const DEFAULT_ENV: &str = "development";
 /// Cluster when none is given.
@@ -141,6 +143,18 @@ pub struct ServeArgs {
     /// [default: 16384]
     #[arg(long, env = "RARANGI_CLIENT_QUEUE", value_name = "LINES")]
     pub client_queue: Option<usize>,
+    /// Service records (live or deleted) held per owning catalogue; a
+    /// peer's ADD_SERV beyond it is refused and logged. [default: 2000000]
+    #[arg(long, env = "RARANGI_MAX_SERVICES_PER_CATALOGUE", value_name = "COUNT")]
+    pub max_services_per_catalogue: Option<usize>,
+    /// Bytes of compiled subscription regexes one connection may use
+    /// (each counted at its compiled-size tier plus its DFA). [default: 8388608]
+    #[arg(long, env = "RARANGI_REGEX_BUDGET_PER_CONNECTION", value_name = "BYTES")]
+    pub regex_budget_per_connection: Option<usize>,
+    /// Bytes of compiled subscription regexes for the whole catalogue, a
+    /// regex shared by many connections counted once. [default: 134217728]
+    #[arg(long, env = "RARANGI_REGEX_BUDGET", value_name = "BYTES")]
+    pub regex_budget: Option<usize>,
 }
 
 /// A setting that cannot be used, with what to do about it.
@@ -210,6 +224,12 @@ pub struct Settings {
     pub http: Option<SocketAddr>,
     /// HTTP body limit.
     pub http_body_limit: usize,
+    /// Service records held per owning catalogue.
+    pub max_services_per_catalogue: usize,
+    /// Compiled-regex bytes per connection.
+    pub regex_budget_per_connection: usize,
+    /// Compiled-regex bytes per catalogue.
+    pub regex_budget: usize,
 }
 
 impl ServeArgs {
@@ -258,6 +278,13 @@ impl ServeArgs {
             http: self.http.or(file.http),
             http_body_limit: self.http_body_limit.or(file.http_body_limit),
             client_queue: self.client_queue.or(file.client_queue),
+            max_services_per_catalogue: self
+                .max_services_per_catalogue
+                .or(file.max_services_per_catalogue),
+            regex_budget_per_connection: self
+                .regex_budget_per_connection
+                .or(file.regex_budget_per_connection),
+            regex_budget: self.regex_budget.or(file.regex_budget),
         }
     }
 
@@ -337,6 +364,13 @@ impl ServeArgs {
             client_queue: self.client_queue.unwrap_or(DEFAULT_CLIENT_QUEUE).max(1),
             http,
             http_body_limit: self.http_body_limit.unwrap_or(DEFAULT_HTTP_BODY_LIMIT),
+            max_services_per_catalogue: self
+                .max_services_per_catalogue
+                .unwrap_or(rarangi_core::DEFAULT_SERVICES_PER_CATALOGUE),
+            regex_budget_per_connection: self
+                .regex_budget_per_connection
+                .unwrap_or(rarangi_core::DEFAULT_REGEX_BYTES_PER_CLIENT),
+            regex_budget: self.regex_budget.unwrap_or(rarangi_core::DEFAULT_REGEX_BYTES_TOTAL),
         })
     }
 }

@@ -79,23 +79,28 @@ impl Regexes {
         if let Some(c) = self.map.get(source) {
             return over_client(c.cost, room, limits).map_or(Ok(c.cost), Err);
         }
-        if let Some(e) = over_client(3 * TIERS[0], room, limits) {
-            return Err(e);
+        if self.map.len() >= limits.regexes_total && self.idle().next().is_none() {
+            return Err(self.full(limits));
         }
-        let (regex, cost) = compile(source, limits.regex_compiled_size)?;
-        if let Some(e) = over_client(cost, room, limits) {
-            return Err(e);
-        }
+        // What the catalogue could hold once every idle regex is dropped:
+        // tiers beyond either budget are not even compiled.
+        let idle_bytes: usize = self.idle().map(|(_, c)| c.cost).sum();
+        let shared_room = limits.regex_bytes_total.saturating_sub(self.bytes - idle_bytes);
+        let (regex, cost) = match compile(source, limits.regex_compiled_size, room.min(shared_room)) {
+            Ok(compiled) => compiled,
+            Err(Compile::Bad(text)) => return Err(Refused::Bad(text)),
+            Err(Compile::TooBig) => {
+                return Err(Refused::Limit(format!(
+                    "{source:?} compiles to more than the limit of {} bytes; simplify it",
+                    limits.regex_compiled_size
+                )))
+            }
+            Err(Compile::OverBudget(cost)) if room <= shared_room => {
+                return Err(over_client(cost, room, limits).expect("over"))
+            }
+            Err(Compile::OverBudget(_)) => return Err(self.full(limits)),
+        };
         self.make_room(cost, limits);
-        if self.bytes + cost > limits.regex_bytes_total || self.map.len() >= limits.regexes_total {
-            return Err(Refused::Limit(format!(
-                "this catalogue's regexes already take {} of its {} bytes ({} of {} regexes); subscribe with a simpler or shared regex",
-                self.bytes,
-                limits.regex_bytes_total,
-                self.map.len(),
-                limits.regexes_total
-            )));
-        }
         self.bytes += cost;
         self.map.insert(
             source.to_owned(),
@@ -107,6 +112,20 @@ impl Regexes {
             },
         );
         Ok(cost)
+    }
+
+    fn idle(&self) -> impl Iterator<Item = (&String, &Compiled)> {
+        self.map.iter().filter(|(_, c)| c.users.is_empty())
+    }
+
+    fn full(&self, limits: &Limits) -> Refused {
+        Refused::Limit(format!(
+            "this catalogue's regexes already take {} of its {} bytes ({} of {} regexes); subscribe with a simpler or shared regex",
+            self.bytes,
+            limits.regex_bytes_total,
+            self.map.len(),
+            limits.regexes_total
+        ))
     }
 
     /// `client` no longer uses `source`; it stays compiled (with its
@@ -122,12 +141,7 @@ impl Regexes {
     /// Drops idle regexes: all of them when too many are idle, else as
     /// many as it takes to fit `cost` more in the budget.
     fn make_room(&mut self, cost: usize, limits: &Limits) {
-        let idle: Vec<String> = self
-            .map
-            .iter()
-            .filter(|(_, c)| c.users.is_empty())
-            .map(|(s, _)| s.clone())
-            .collect();
+        let idle: Vec<String> = self.idle().map(|(s, _)| s.clone()).collect();
         let drop_all = idle.len() >= IDLE_REGEX_MAX;
         for source in idle {
             let fits = self.bytes + cost <= limits.regex_bytes_total && self.map.len() < limits.regexes_total;
@@ -153,30 +167,43 @@ fn over_client(cost: usize, room: usize, limits: &Limits) -> Option<Refused> {
     })
 }
 
+/// Why [`compile`] gave no regex.
+enum Compile {
+    /// Not a regular expression.
+    Bad(String),
+    /// Too big even at the ceiling.
+    TooBig,
+    /// It needs a tier that would cost more than this (bytes), over budget.
+    OverBudget(usize),
+}
+
 /// Compiles under the smallest size limit that admits the regex, up to
-/// `ceiling`; returns it with the bytes to charge.
-fn compile(source: &str, ceiling: usize) -> Result<(Regex, usize), Refused> {
+/// `ceiling` and to tiers costing at most `budget` bytes; returns it with
+/// the bytes to charge.
+fn compile(source: &str, ceiling: usize, budget: usize) -> Result<(Regex, usize), Compile> {
     let mut tiers: Vec<usize> = TIERS.iter().copied().filter(|t| *t < ceiling).collect();
     tiers.push(ceiling);
     for limit in tiers {
+        let cost = 3 * limit;
+        if cost > budget {
+            return Err(Compile::OverBudget(cost));
+        }
         match regex::RegexBuilder::new(source)
             .size_limit(limit)
             .dfa_size_limit(2 * limit)
             .build()
         {
-            Ok(r) => return Ok((r, 3 * limit)),
+            Ok(r) => return Ok((r, cost)),
             Err(regex::Error::CompiledTooBig(_)) => {}
             Err(e) => {
-                return Err(Refused::Bad(format!(
-                    "{source:?} is not a valid regular expression: {}",
-                    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
-                )))
+                let text = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+                return Err(Compile::Bad(format!(
+                    "{source:?} is not a valid regular expression: {text}"
+                )));
             }
         }
     }
-    Err(Refused::Limit(format!(
-        "{source:?} compiles to more than the limit of {ceiling} bytes; simplify it"
-    )))
+    Err(Compile::TooBig)
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rarangi_core::{Catalogue, ClientId, ConfigKey, HookKind, LeaseError, Registered, Written};
-use rarangi_proto::{Attrs, CatalogueUri, Message, NameError, ServiceUri, Ts};
+use rarangi_core::{Catalogue, ClientId, ConfigKey, HookKind, KeyError, LeaseError, Registered, Written};
+use rarangi_proto::{Attrs, CatalogueUri, Message, ServiceUri, Ts};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -71,9 +71,9 @@ pub(crate) enum WriteError {
     /// The store could not commit it.
     #[error("not stored")]
     Store(#[source] StoreError),
-    /// The key breaks the naming rule.
-    #[error("invalid key")]
-    Name(#[source] NameError),
+    /// The key breaks the naming rule, or the document is too large.
+    #[error("refused")]
+    Key(#[source] KeyError),
     /// The lease asked for is not allowed.
     #[error("invalid lease")]
     Lease(#[source] LeaseError),
@@ -327,7 +327,7 @@ impl Driver {
         match req {
             Request::SetKey { key, value, reply } => {
                 let written = self.core.write_key(now, &key.to_key(), &value);
-                let _ = reply.send(self.durable(written.map(|w| w.written).map_err(WriteError::Name)));
+                let _ = reply.send(self.durable(written.map(|w| w.written).map_err(WriteError::Key)));
             }
             Request::DelKey { key, reply } => {
                 let existed = self.core.del_key(now, &key.to_key()).is_some();
@@ -341,7 +341,7 @@ impl Driver {
                 reply,
             } => {
                 let written = self.core.put_hook(now, kind, &name, &hook, &spec);
-                let _ = reply.send(self.durable(written.map_err(WriteError::Name)));
+                let _ = reply.send(self.durable(written.map_err(WriteError::Key)));
             }
             Request::DelHook {
                 kind,

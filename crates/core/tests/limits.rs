@@ -42,10 +42,20 @@ fn a_registration_whose_add_serv_would_not_fit_gets_limit() {
     // 22 KB of control bytes: a 66 KB line once encoded.
     let attrs: Attrs = [("x", control(22_000))].into_iter().collect();
     let service = svc("tcp://h:1/orders");
-    c.client_message(T0, id, Message::RegServ { service: service.clone(), attrs });
+    c.client_message(
+        T0,
+        id,
+        Message::RegServ {
+            service: service.clone(),
+            attrs,
+        },
+    );
     let lines = to_client(&c.drain(), id);
     assert_eq!(error_code(&lines[0]), ErrorCode::Limit, "{}", &lines[0][..200]);
-    assert!(lines[0].contains(&format!("limit of {MAX_SERVICE_LINE} bytes")), "names the limit");
+    assert!(
+        lines[0].contains(&format!("limit of {MAX_SERVICE_LINE} bytes")),
+        "names the limit"
+    );
     let many: Attrs = (0..=MAX_ATTRS).map(|i| (format!("k{i}"), "v")).collect();
     c.client_message(T0, id, Message::RegServ { service, attrs: many });
     assert_eq!(error_code(&to_client(&c.drain(), id)[0]), ErrorCode::Limit);
@@ -68,8 +78,11 @@ fn a_lease_too_large_is_refused() {
 #[test]
 fn documents_up_to_the_guarantee_are_accepted_and_larger_encoded_ones_refused() {
     let mut c = catalogue("a:1");
-    c.write_key(T0, "app/worst", &control(DOCUMENT_GUARANTEED)).unwrap();
-    let e = c.write_key(T0, "app/big", &" ".repeat(MAX_ITEM_LINE / 3 + 1)).unwrap_err();
+    c.write_key(T0, "app/worst", &control(DOCUMENT_GUARANTEED))
+        .unwrap();
+    let e = c
+        .write_key(T0, "app/big", &" ".repeat(MAX_ITEM_LINE / 3 + 1))
+        .unwrap_err();
     match e {
         KeyError::TooLarge(TooLarge::Line { size, limit, .. }) => {
             assert!(size > MAX_ITEM_LINE && limit == MAX_ITEM_LINE)
@@ -120,7 +133,10 @@ fn services_of_a_catalogue_without_a_record_are_refused() {
     a.peer_message(T0, &uri("b:1"), ghost(0));
     let out = a.drain();
     assert_eq!(refused(&out).len(), 1);
-    assert!(out.iter().all(|o| !matches!(o, Output::ToPeer { .. })), "not flooded");
+    assert!(
+        out.iter().all(|o| !matches!(o, Output::ToPeer { .. })),
+        "not flooded"
+    );
     assert_eq!(a.topology().catalogues.len(), 2);
     // Once the owner's record is known, its services are accepted.
     let record = msg(&format!("15 x-tvnetcs://ghost:1/ eu {}", Ts::from_parts(T0, 0).0));
@@ -133,7 +149,8 @@ fn services_of_a_catalogue_without_a_record_are_refused() {
 fn services_relayed_by_a_third_catalogue_follow_their_owners_record() {
     let (mut x, mut a, mut c) = (catalogue("x:1"), catalogue("a:1"), catalogue("c:1"));
     mesh(T0, &mut [&mut x, &mut a]);
-    x.lease(T0, svc("tcp://h:1/orders"), Attrs::default(), 60_000).unwrap();
+    x.lease(T0, svc("tcp://h:1/orders"), Attrs::default(), 60_000)
+        .unwrap();
     pump(T0, &mut [&mut x, &mut a]);
     // c links to a only; x's record and service both come from a.
     a.link_up(T0 + 1, &uri("c:1"));
@@ -142,7 +159,8 @@ fn services_relayed_by_a_third_catalogue_follow_their_owners_record() {
     assert!(rest.iter().all(|o| refused(o).is_empty()), "{rest:?}");
     assert_eq!(c.services().count(), 1);
     // And a new one flooded while linked.
-    x.lease(T0 + 2, svc("tcp://h:2/orders"), Attrs::default(), 60_000).unwrap();
+    x.lease(T0 + 2, svc("tcp://h:2/orders"), Attrs::default(), 60_000)
+        .unwrap();
     pump(T0 + 2, &mut [&mut x, &mut a, &mut c]);
     assert_eq!(c.services().count(), 2);
 }
@@ -153,8 +171,13 @@ fn services_are_capped_per_owning_catalogue() {
     let mut b = catalogue("b:1");
     mesh(T0, &mut [&mut a, &mut b]);
     for i in 0..3 {
-        b.lease(T0, svc(&format!("tcp://h:{}/orders", i + 1)), Attrs::default(), 60_000)
-            .unwrap();
+        b.lease(
+            T0,
+            svc(&format!("tcp://h:{}/orders", i + 1)),
+            Attrs::default(),
+            60_000,
+        )
+        .unwrap();
     }
     let rest = pump(T0, &mut [&mut a, &mut b]);
     assert_eq!(refused(&rest[0]).len(), 1, "{:?}", rest[0]);
@@ -207,7 +230,10 @@ fn compiled_regexes_stay_within_the_connection_and_catalogue_budgets() {
     assert!(over.contains("this catalogue's regexes"), "{over}");
     c.client_disconnected(T0, one);
     c.client_disconnected(T0, three);
-    assert!(answer(&mut c, four, huge(4)).starts_with("8 "), "idle ones make room");
+    assert!(
+        answer(&mut c, four, huge(4)).starts_with("8 "),
+        "idle ones make room"
+    );
 }
 
 #[test]

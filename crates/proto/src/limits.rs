@@ -31,6 +31,9 @@ pub const MAX_ATTRS: usize = 64;
 /// their encoded form does.
 pub const DOCUMENT_GUARANTEED: usize = 512 * 1024;
 
+// Links read twice the largest item: room to spare.
+const _: () = assert!(PEER_MAX_LINE >= 2 * MAX_ITEM_LINE);
+
 /// An item over a size rule: answered with `2 limit ...` or HTTP 413.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -121,7 +124,6 @@ mod tests {
         let over = set_key("x".repeat(MAX_ITEM_LINE));
         let e = check_item(&over).unwrap_err();
         assert!(e.to_string().contains("limit of 2097152 bytes"), "{e}");
-        assert!(PEER_MAX_LINE >= 2 * MAX_ITEM_LINE, "room to spare on links");
     }
 
     #[test]
@@ -135,7 +137,10 @@ mod tests {
             attrs,
         };
         let many: Attrs = (0..=MAX_ATTRS).map(|i| (format!("k{i}"), "v")).collect();
-        assert!(matches!(check_item(&add(many)), Err(TooLarge::Attrs { count: 65, .. })));
+        assert!(matches!(
+            check_item(&add(many)),
+            Err(TooLarge::Attrs { count: 65, .. })
+        ));
         // 22 KiB of control bytes in one attribute: 66 KiB encoded, so
         // over 64 KiB.
         let control: Attrs = [("x", "\u{1}".repeat(22 * 1024))].into_iter().collect();
@@ -143,7 +148,9 @@ mod tests {
             check_item(&add(control)),
             Err(TooLarge::Line { kind: "ADD_SERV", .. })
         ));
-        let fine: Attrs = (0..MAX_ATTRS).map(|i| (format!("k{i}"), "v".repeat(100))).collect();
+        let fine: Attrs = (0..MAX_ATTRS)
+            .map(|i| (format!("k{i}"), "v".repeat(100)))
+            .collect();
         check_item(&add(fine)).unwrap();
     }
 }

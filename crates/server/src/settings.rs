@@ -136,7 +136,7 @@ pub struct ServeArgs {
     /// HTTP port>; off for environments without well-known ports]
     #[arg(long, env = "RARANGI_HTTP", value_name = "HOST:PORT")]
     pub http: Option<String>,
-    /// Largest accepted HTTP request body in bytes. [default: 1048576]
+    /// Largest accepted HTTP request body in bytes. [default: 2097152]
     #[arg(long, env = "RARANGI_HTTP_BODY_LIMIT", value_name = "BYTES")]
     pub http_body_limit: Option<usize>,
     /// Lines queued for one client before it is disconnected as too slow.
@@ -370,7 +370,9 @@ impl ServeArgs {
             regex_budget_per_connection: self
                 .regex_budget_per_connection
                 .unwrap_or(rarangi_core::DEFAULT_REGEX_BYTES_PER_CLIENT),
-            regex_budget: self.regex_budget.unwrap_or(rarangi_core::DEFAULT_REGEX_BYTES_TOTAL),
+            regex_budget: self
+                .regex_budget
+                .unwrap_or(rarangi_core::DEFAULT_REGEX_BYTES_TOTAL),
         })
     }
 }

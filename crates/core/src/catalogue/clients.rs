@@ -49,7 +49,11 @@ impl Catalogue {
                 super::LimitError::TooLarge(size) => size.to_string(),
                 other => other.to_string(),
             };
-            return self.refuse(client, ErrorCode::Limit, format!("REG_SERV {service} refused: {why}"));
+            return self.refuse(
+                client,
+                ErrorCode::Limit,
+                format!("REG_SERV {service} refused: {why}"),
+            );
         }
         let c = self.clients.get_mut(&client).expect("caller checked");
         c.regs.insert(service.clone());

@@ -214,10 +214,19 @@ mod tests {
     fn ordinary_regexes_take_the_first_tier_and_big_ones_are_bounded() {
         let limits = Limits::default();
         let mut r = Regexes::default();
-        assert_eq!(r.prepare("^tcp://.*/orders$", &limits, usize::MAX).unwrap(), 48 << 10);
+        assert_eq!(
+            r.prepare("^tcp://.*/orders$", &limits, usize::MAX).unwrap(),
+            48 << 10
+        );
         assert_eq!(r.prepare("\\w+", &limits, usize::MAX).unwrap(), 3 * (128 << 10));
-        assert!(matches!(r.prepare("\\w{50}", &limits, usize::MAX), Err(Refused::Limit(_))));
-        assert!(matches!(r.prepare("(", &limits, usize::MAX), Err(Refused::Bad(_))));
+        assert!(matches!(
+            r.prepare("\\w{50}", &limits, usize::MAX),
+            Err(Refused::Limit(_))
+        ));
+        assert!(matches!(
+            r.prepare("(", &limits, usize::MAX),
+            Err(Refused::Bad(_))
+        ));
         assert_eq!(r.bytes(), (48 << 10) + 3 * (128 << 10));
         // Already compiled: charged to a new user, not to the catalogue.
         assert!(matches!(r.prepare("\\w+", &limits, 1000), Err(Refused::Limit(_))));
@@ -238,7 +247,10 @@ mod tests {
         assert!(full.is_ok(), "idle b dropped to make room");
         assert!(r.get("b").is_none() && r.get("a").is_some());
         r.get_mut("c").unwrap().users.insert(ClientId(2));
-        assert!(matches!(r.prepare("d", &limits, usize::MAX), Err(Refused::Limit(_))));
+        assert!(matches!(
+            r.prepare("d", &limits, usize::MAX),
+            Err(Refused::Limit(_))
+        ));
         assert_eq!(r.release(ClientId(2), "c"), 48 << 10);
         r.prepare("d", &limits, usize::MAX).unwrap();
     }

@@ -103,9 +103,8 @@ impl IntoResponse for ApiError {
 impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
         let status = match &e {
-            WriteError::Key(KeyError::TooLarge(_)) | WriteError::Lease(LeaseError::Limit(LimitError::TooLarge(_))) => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            WriteError::Key(KeyError::TooLarge(_))
+            | WriteError::Lease(LeaseError::Limit(LimitError::TooLarge(_))) => StatusCode::PAYLOAD_TOO_LARGE,
             WriteError::Lease(LeaseError::Limit(_)) => StatusCode::SERVICE_UNAVAILABLE,
             WriteError::Key(_) | WriteError::Lease(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -317,7 +317,7 @@ async fn bad_requests_get_clear_errors_and_store_nothing() {
         ("PUT", "/app/x", b"{not json".to_vec(), 400),
         ("PUT", "/app/x", b"[1,2]".to_vec(), 400),
         ("PUT", "/app/x", br#"{"no":"config"}"#.to_vec(), 400),
-        ("PUT", "/app/x", vec![b' '; 2 << 20], 413),
+        ("PUT", "/app/x", vec![b' '; (2 << 20) + 1], 413),
         ("PUT", "/app/a%20b", br#"{"config":1}"#.to_vec(), 400),
         ("PUT", "/srv/web/node1", br#"{"ttl":5}"#.to_vec(), 400),
         (

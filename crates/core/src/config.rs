@@ -2,7 +2,9 @@
 
 use rarangi_proto::{CatalogueUri, Hlc};
 
-/// Per-connection limits for clients (answered with `2 limit ...`).
+/// Budgets of one catalogue (answered with `2 limit ...` to clients, a
+/// notice for peers). Item sizes are protocol rules, not settings: see
+/// `rarangi_proto::limits`.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Registrations one client connection may hold.
@@ -11,9 +13,28 @@ pub struct Limits {
     pub subscriptions_per_client: usize,
     /// Longest regular expression source accepted, in bytes.
     pub regex_len: usize,
-    /// Compiled-size limit handed to the regex crate.
+    /// Largest compiled size of one regex, handed to the regex crate (its
+    /// lazy DFA may use twice as much again).
     pub regex_compiled_size: usize,
+    /// Bytes of compiled regexes one client connection may use, each
+    /// regex counted at the size limit it compiled under plus its DFA.
+    pub regex_bytes_per_client: usize,
+    /// Bytes of all compiled regexes, in use or kept idle for reuse; a
+    /// regex shared by many clients counts once.
+    pub regex_bytes_total: usize,
+    /// Compiled regexes held at most, in use or idle.
+    pub regexes_total: usize,
+    /// Service records (live or deleted) held per owning catalogue; more
+    /// from a peer are refused with a notice, more here with `2 limit`.
+    pub services_per_catalogue: usize,
 }
+
+/// Default of [`Limits::regex_bytes_per_client`]: 8 MiB.
+pub const DEFAULT_REGEX_BYTES_PER_CLIENT: usize = 8 << 20;
+/// Default of [`Limits::regex_bytes_total`]: 128 MiB.
+pub const DEFAULT_REGEX_BYTES_TOTAL: usize = 128 << 20;
+/// Default of [`Limits::services_per_catalogue`]: 2 million.
+pub const DEFAULT_SERVICES_PER_CATALOGUE: usize = 2_000_000;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -22,6 +43,10 @@ impl Default for Limits {
             subscriptions_per_client: 64,
             regex_len: 4096,
             regex_compiled_size: 1 << 20,
+            regex_bytes_per_client: DEFAULT_REGEX_BYTES_PER_CLIENT,
+            regex_bytes_total: DEFAULT_REGEX_BYTES_TOTAL,
+            regexes_total: 4096,
+            services_per_catalogue: DEFAULT_SERVICES_PER_CATALOGUE,
         }
     }
 }

@@ -9,6 +9,7 @@
 use rarangi_proto::Attrs;
 
 use crate::output::ClientId;
+use crate::LimitError;
 
 /// The longest lease accepted: 24 hours.
 pub const MAX_LEASE_MS: u64 = 24 * 60 * 60 * 1000;
@@ -28,6 +29,9 @@ pub enum LeaseError {
         /// The limit.
         max_ms: u64,
     },
+    /// The registration is too large, or the catalogue is full.
+    #[error("registration refused")]
+    Limit(#[source] LimitError),
 }
 
 /// What a lease did to the registration (the HTTP API answers 201 or 200).

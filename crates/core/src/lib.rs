@@ -27,8 +27,10 @@ mod sync;
 mod topology;
 mod welcome;
 
-pub use catalogue::{Catalogue, PreparedWrite, ServiceView, TopologyView};
-pub use config::{Config, Limits};
+pub use catalogue::{Catalogue, KeyError, LimitError, PreparedWrite, ServiceView, TopologyView};
+pub use config::{
+    Config, Limits, DEFAULT_REGEX_BYTES_PER_CLIENT, DEFAULT_REGEX_BYTES_TOTAL, DEFAULT_SERVICES_PER_CATALOGUE,
+};
 pub use config_key::{ConfigKey, HookKind, KeyWrite, Written};
 pub use hooks::{services_version, Delivery, What, ABSENT_VERSION};
 pub use item::KeyRecord;

@@ -141,6 +141,14 @@ pub enum Notice {
         /// The item key.
         key: String,
     },
+    /// A peer's item was refused (over a size rule or a cap, or a service
+    /// of a catalogue with no record here): not stored; the link stays up.
+    ItemRefused {
+        /// The peer.
+        peer: CatalogueUri,
+        /// What and why.
+        detail: String,
+    },
     /// A lease lapsed: the service registered with a TTL was withdrawn.
     LeaseExpired {
         /// The service.

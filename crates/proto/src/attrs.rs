@@ -34,16 +34,21 @@ impl Attrs {
     /// The wire form (empty for no attributes).
     pub fn encode(&self) -> String {
         let mut out = String::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Writes the wire form to `out` (a `String` or a byte counter).
+    pub(crate) fn encode_into<W: fmt::Write>(&self, out: &mut W) {
         let special = |b: u8| b == b'&' || b == b'=';
         for (i, (k, v)) in self.0.iter().enumerate() {
             if i > 0 {
-                out.push('&');
+                let _ = out.write_str("&");
             }
-            encode_into(&mut out, k, special);
-            out.push('=');
-            encode_into(&mut out, v, special);
+            encode_into(out, k, special);
+            let _ = out.write_str("=");
+            encode_into(out, v, special);
         }
-        out
     }
 }
 

@@ -4,6 +4,8 @@
 //! and `%` itself, so URIs and most values stay readable on the wire.
 //! Non-ASCII UTF-8 passes through unchanged.
 
+use std::fmt;
+
 use crate::error::{ErrorCode, ParseError};
 
 /// Whether `b` must be escaped in a plain field.
@@ -13,20 +15,22 @@ fn must_escape(b: u8) -> bool {
 
 /// Appends `s` to `out`, escaping what the framing rules or `extra` name.
 /// Runs that need no escaping (usually the whole field) are copied at once.
-pub(crate) fn encode_into(out: &mut String, s: &str, extra: impl Fn(u8) -> bool) {
+/// `out` may be a `String` or a counter ([`crate::limits`] measures lines
+/// with the same code that writes them).
+pub(crate) fn encode_into<W: fmt::Write>(out: &mut W, s: &str, extra: impl Fn(u8) -> bool) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut run = 0;
     for (i, b) in s.bytes().enumerate() {
         // Escaped bytes are ASCII, so `i` is always a char boundary here.
         if b.is_ascii() && (must_escape(b) || extra(b)) {
-            out.push_str(&s[run..i]);
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
+            let escape = [b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]];
+            // Writing to a String or a counter cannot fail.
+            let _ = out.write_str(&s[run..i]);
+            let _ = out.write_str(std::str::from_utf8(&escape).expect("ASCII"));
             run = i + 1;
         }
     }
-    out.push_str(&s[run..]);
+    let _ = out.write_str(&s[run..]);
 }
 
 /// Percent-encodes one field so it contains no space, CR, LF or bare `%`.

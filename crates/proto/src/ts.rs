@@ -10,6 +10,10 @@ use std::fmt;
 pub struct Ts(pub u64);
 
 impl Ts {
+    /// The greatest timestamp, and the widest (20 digits): size checks
+    /// made before a version exists use it, so they hold for any version.
+    pub const MAX: Ts = Ts(u64::MAX);
+
     /// The timestamp for wall-clock `millis` with the given counter.
     pub fn from_parts(millis: u64, counter: u16) -> Self {
         Ts(millis << 16 | u64::from(counter))

@@ -127,6 +127,9 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         settings.env.clone(),
     );
     core_config.tombstone_horizon_ms = settings.tombstone_ms;
+    core_config.limits.services_per_catalogue = settings.max_services_per_catalogue;
+    core_config.limits.regex_bytes_per_client = settings.regex_budget_per_connection;
+    core_config.limits.regex_bytes_total = settings.regex_budget;
     let core = Catalogue::new(core_config.clone(), durable, clock, clock::now_ms());
 
     let listener = TcpListener::bind(settings.listen)

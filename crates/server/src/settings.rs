@@ -50,8 +50,10 @@ pub const DEFAULT_DEAD_AFTER_MS: u64 = 5000;
 pub const DEFAULT_TOMBSTONE_MS: u64 = 3_600_000;
 /// Lines queued for one client before it is dropped as too slow.
 pub const DEFAULT_CLIENT_QUEUE: usize = 16 * 1024;
-/// Largest HTTP request body in bytes.
-pub const DEFAULT_HTTP_BODY_LIMIT: usize = 1 << 20;
+/// Largest HTTP request body in bytes: the largest replicated item
+/// (`rarangi_proto::MAX_ITEM_LINE`, 2 MiB), so any document that can be
+/// replicated can be sent.
+pub const DEFAULT_HTTP_BODY_LIMIT: usize = rarangi_proto::MAX_ITEM_LINE;
 /// Bytes queued for one client before it may be dropped as too slow.
 pub const DEFAULT_CLIENT_QUEUE_BYTES: usize = 8 << 20;
 /// Bytes queued for a peer catalogue before it may be dropped as dead.
@@ -148,7 +150,7 @@ pub struct ServeArgs {
     /// HTTP port>; off for environments without well-known ports]
     #[arg(long, env = "RARANGI_HTTP", value_name = "HOST:PORT")]
     pub http: Option<String>,
-    /// Largest accepted HTTP request body in bytes. [default: 1048576]
+    /// Largest accepted HTTP request body in bytes. [default: 2097152]
     #[arg(long, env = "RARANGI_HTTP_BODY_LIMIT", value_name = "BYTES")]
     pub http_body_limit: Option<usize>,
     /// Lines queued for one client before it is disconnected as too slow.
@@ -187,6 +189,18 @@ pub struct ServeArgs {
     /// [default: 80%]
     #[arg(long, env = "RARANGI_MEMORY_LIMIT", value_name = "SHARE|BYTES")]
     pub memory_limit: Option<String>,
+    /// Service records (live or deleted) held per owning catalogue; a
+    /// peer's ADD_SERV beyond it is refused and logged. [default: 2000000]
+    #[arg(long, env = "RARANGI_MAX_SERVICES_PER_CATALOGUE", value_name = "COUNT")]
+    pub max_services_per_catalogue: Option<usize>,
+    /// Bytes of compiled subscription regexes one connection may use
+    /// (each counted at its compiled-size tier plus its DFA). [default: 8388608]
+    #[arg(long, env = "RARANGI_REGEX_BUDGET_PER_CONNECTION", value_name = "BYTES")]
+    pub regex_budget_per_connection: Option<usize>,
+    /// Bytes of compiled subscription regexes for the whole catalogue, a
+    /// regex shared by many connections counted once. [default: 134217728]
+    #[arg(long, env = "RARANGI_REGEX_BUDGET", value_name = "BYTES")]
+    pub regex_budget: Option<usize>,
 }
 
 /// A setting that cannot be used, with what to do about it.
@@ -270,6 +284,12 @@ pub struct Settings {
     pub http_header_timeout: Duration,
     /// The memory guard's threshold.
     pub memory_limit: MemoryLimit,
+    /// Service records held per owning catalogue.
+    pub max_services_per_catalogue: usize,
+    /// Compiled-regex bytes per connection.
+    pub regex_budget_per_connection: usize,
+    /// Compiled-regex bytes per catalogue.
+    pub regex_budget: usize,
 }
 
 /// Where the memory guard engages.
@@ -373,6 +393,13 @@ impl ServeArgs {
             handshake_timeout_ms: self.handshake_timeout_ms.or(file.handshake_timeout_ms),
             http_header_timeout_ms: self.http_header_timeout_ms.or(file.http_header_timeout_ms),
             memory_limit: self.memory_limit.or(file.memory_limit),
+            max_services_per_catalogue: self
+                .max_services_per_catalogue
+                .or(file.max_services_per_catalogue),
+            regex_budget_per_connection: self
+                .regex_budget_per_connection
+                .or(file.regex_budget_per_connection),
+            regex_budget: self.regex_budget.or(file.regex_budget),
         }
     }
 
@@ -457,10 +484,11 @@ impl ServeArgs {
                 .client_queue_bytes
                 .unwrap_or(DEFAULT_CLIENT_QUEUE_BYTES)
                 .max(max_line * 2),
+            // A peer's lines are up to the protocol's link limit.
             peer_queue_bytes: self
                 .peer_queue_bytes
                 .unwrap_or(DEFAULT_PEER_QUEUE_BYTES)
-                .max(max_line * 2),
+                .max(rarangi_proto::PEER_MAX_LINE * 2),
             max_connections: self.max_connections,
             max_connections_per_ip: match self
                 .max_connections_per_ip
@@ -484,6 +512,15 @@ impl ServeArgs {
                 .as_deref()
                 .unwrap_or(DEFAULT_MEMORY_LIMIT)
                 .parse()?,
+            max_services_per_catalogue: self
+                .max_services_per_catalogue
+                .unwrap_or(rarangi_core::DEFAULT_SERVICES_PER_CATALOGUE),
+            regex_budget_per_connection: self
+                .regex_budget_per_connection
+                .unwrap_or(rarangi_core::DEFAULT_REGEX_BYTES_PER_CLIENT),
+            regex_budget: self
+                .regex_budget
+                .unwrap_or(rarangi_core::DEFAULT_REGEX_BYTES_TOTAL),
         })
     }
 }

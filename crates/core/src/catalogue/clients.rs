@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use rarangi_proto::{Attrs, ErrorCode, Message, ServiceUri};
-use regex::Regex;
 
+use super::regexes::Refused;
 use super::Catalogue;
 use crate::item::Value;
 use crate::output::{ClientId, Notice, Output};
@@ -19,21 +19,10 @@ pub(super) struct Client {
     pub(super) regs: BTreeSet<ServiceUri>,
     /// Regex sources, in subscription order; compiled in `regexes`.
     pub(super) subs: Vec<String>,
+    /// Bytes charged for the regexes of `subs` (see `regexes`).
+    pub(super) regex_bytes: usize,
     pub(super) follows_links: bool,
 }
-
-/// A compiled subscription regex, the clients using it, and the snapshot
-/// it last produced with the services generation it was taken at.
-#[derive(Debug)]
-pub(super) struct Compiled {
-    regex: Regex,
-    users: BTreeSet<ClientId>,
-    snapshot: Option<(u64, Arc<[Message]>)>,
-}
-
-/// Regexes no client uses are kept for reuse up to this many; then they
-/// are all dropped (memory stays bounded).
-const IDLE_REGEX_MAX: usize = 256;
 
 /// Snapshot lines kept cached across all regexes. Any one snapshot is
 /// cached whatever its size, so repeating a subscription never builds (nor
@@ -65,6 +54,18 @@ impl Catalogue {
         if pressure && !c.regs.contains(&service) {
             return self.refuse(client, ErrorCode::Limit, MEMORY_PRESSURE.to_owned());
         }
+        if let Err(e) = self.admit_own(&service, &attrs) {
+            let why = match &e {
+                super::LimitError::TooLarge(size) => size.to_string(),
+                other => other.to_string(),
+            };
+            return self.refuse(
+                client,
+                ErrorCode::Limit,
+                format!("REG_SERV {service} refused: {why}"),
+            );
+        }
+        let c = self.clients.get_mut(&client).expect("caller checked");
         c.regs.insert(service.clone());
         self.hold(service, attrs, |h| h.add_client(client));
     }
@@ -101,46 +102,27 @@ impl Catalogue {
             return self.refuse(client, ErrorCode::Limit, d);
         }
         let max_subs = limits.subscriptions_per_client;
-        if !self.regexes.contains_key(&source) {
-            let regex = match regex::RegexBuilder::new(&source)
-                .size_limit(limits.regex_compiled_size)
-                .build()
-            {
-                Ok(r) => r,
-                Err(regex::Error::CompiledTooBig(limit)) => {
-                    let text =
-                        format!("{source:?} compiles to more than the limit of {limit} bytes; simplify it");
-                    return self.refuse(client, ErrorCode::Limit, text);
-                }
-                Err(e) => {
-                    let text = format!(
-                        "{source:?} is not a valid regular expression: {}",
-                        e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
-                    );
-                    return self.refuse(client, ErrorCode::BadRegex, text);
-                }
-            };
-            let idle = self.regexes.values().filter(|c| c.users.is_empty()).count();
-            if idle >= IDLE_REGEX_MAX {
-                self.regexes.retain(|_, c| !c.users.is_empty());
-            }
-            let compiled = Compiled {
-                regex,
-                users: BTreeSet::new(),
-                snapshot: None,
-            };
-            self.regexes.insert(source.clone(), compiled);
-        }
+        let c = self.clients.get(&client).expect("caller checked");
+        let room = if c.subs.contains(&source) {
+            usize::MAX
+        } else if c.subs.len() >= max_subs {
+            return self.refuse(
+                client,
+                ErrorCode::Limit,
+                format!("at most {max_subs} subscriptions per connection"),
+            );
+        } else {
+            limits.regex_bytes_per_client.saturating_sub(c.regex_bytes)
+        };
+        let cost = match self.regexes.prepare(&source, limits, room) {
+            Ok(cost) => cost,
+            Err(Refused::Limit(text)) => return self.refuse(client, ErrorCode::Limit, text),
+            Err(Refused::Bad(text)) => return self.refuse(client, ErrorCode::BadRegex, text),
+        };
         let c = self.clients.get_mut(&client).expect("caller checked");
-        if !c.subs.contains(&source) {
-            if c.subs.len() >= max_subs {
-                return self.refuse(
-                    client,
-                    ErrorCode::Limit,
-                    format!("at most {max_subs} subscriptions per connection"),
-                );
-            }
+        if room != usize::MAX {
             c.subs.push(source.clone());
+            c.regex_bytes += cost;
         }
         let gen = self.services_gen;
         let compiled = self.regexes.get(&source).expect("compiled above");
@@ -157,7 +139,8 @@ impl Catalogue {
                     .services_where(|s| regex.is_match(s))
                     .map(|v| v.add_message())
                     .collect();
-                self.cache_snapshot(&source, gen, &fresh);
+                self.regexes
+                    .cache_snapshot(&source, gen, &fresh, SNAPSHOT_CACHE_MAX);
                 fresh
             }
         };
@@ -170,26 +153,6 @@ impl Catalogue {
             });
         }
         self.send_client(client, Message::SubServ { regex: source });
-    }
-
-    /// Caches `snapshot` as `source`'s: stale snapshots are dropped, and
-    /// the others too if together they would pass [`SNAPSHOT_CACHE_MAX`].
-    fn cache_snapshot(&mut self, source: &str, gen: u64, snapshot: &Arc<[Message]>) {
-        let mut others = 0;
-        for (s, c) in &mut self.regexes {
-            match &c.snapshot {
-                Some((g, m)) if *g == gen && s != source => others += m.len(),
-                _ => c.snapshot = None,
-            }
-        }
-        if others + snapshot.len() > SNAPSHOT_CACHE_MAX {
-            for c in self.regexes.values_mut() {
-                c.snapshot = None;
-            }
-        }
-        if let Some(c) = self.regexes.get_mut(source) {
-            c.snapshot = Some((gen, snapshot.clone()));
-        }
     }
 
     pub(super) fn unsubscribe(&mut self, client: ClientId, source: String) {
@@ -209,10 +172,11 @@ impl Catalogue {
     }
 
     /// `client` no longer uses the regex `source`; it stays compiled (with
-    /// its snapshot) for the next subscriber, within [`IDLE_REGEX_MAX`].
+    /// its snapshot) for the next subscriber while the budget allows.
     pub(super) fn release_regex(&mut self, client: ClientId, source: &str) {
-        if let Some(c) = self.regexes.get_mut(source) {
-            c.users.remove(&client);
+        let cost = self.regexes.release(client, source);
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.regex_bytes = c.regex_bytes.saturating_sub(cost);
         }
     }
 
@@ -295,8 +259,8 @@ impl Catalogue {
         // Each regex in use is tested once, however many clients share it.
         let targets: BTreeSet<ClientId> = self
             .regexes
-            .values()
-            .filter(|c| !c.users.is_empty() && c.regex.is_match(service))
+            .in_use()
+            .filter(|c| c.regex.is_match(service))
             .flat_map(|c| c.users.iter().copied())
             .collect();
         for id in targets {

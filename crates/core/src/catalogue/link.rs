@@ -3,6 +3,7 @@
 
 use rarangi_proto::{Bound, CatalogueUri, Message, Ts};
 
+use super::replicate::service_owner;
 use super::Catalogue;
 use crate::item::{PeerId, Value};
 use crate::sort_key::SortKey;
@@ -200,10 +201,19 @@ impl Catalogue {
             .filter(|(_, i)| !i.is_known_by(pid))
             .map(|(k, _)| k.clone())
             .collect();
+        // Keys come in order, so one owner's services are consecutive.
+        let mut owner_sent: Option<CatalogueUri> = None;
         for k in keys {
             let item = self.db.get_mut(&k).expect("key from range");
             item.mark_known(pid);
             let msg = item.message(&k);
+            if let Some(owner) = service_owner(&item.value) {
+                if owner_sent.as_ref() != Some(owner) {
+                    let owner = owner.clone();
+                    self.owner_record_first(peer, pid, &owner);
+                    owner_sent = Some(owner);
+                }
+            }
             self.send_peer(peer, msg);
         }
     }

@@ -5,10 +5,12 @@
 //! versions, owner authority), `clients` (registrations, subscriptions,
 //! topology followers).
 
+mod admit;
 mod clients;
 mod link;
 mod nesoi;
 mod own;
+mod regexes;
 mod replicate;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -26,9 +28,11 @@ use crate::topology::Topology;
 
 use crate::hooks::HookState;
 use crate::lease::OwnReg;
-use clients::{Client, Compiled};
+pub use admit::{KeyError, LimitError};
+use clients::Client;
 use link::{Peer, PeerState};
 pub use nesoi::PreparedWrite;
+use regexes::Regexes;
 
 /// A service record currently visible at this catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +95,8 @@ pub struct Catalogue {
     own: BTreeMap<ServiceUri, OwnReg>,
     /// Incarnation and cluster of every catalogue with a record.
     catalogues: BTreeMap<CatalogueUri, (Ts, String)>,
+    /// Service records (live or deleted) held per owner, for its cap.
+    services_held: HashMap<CatalogueUri, usize>,
     /// Effective links, reachable set, leader.
     topology: Topology,
     /// Cluster names, shared by the service items that carry them.
@@ -102,7 +108,7 @@ pub struct Catalogue {
     /// recently used ones kept compiled with their last snapshot, since
     /// `rarangi lookup` subscribes with the same few expressions over and
     /// over and most lookups find nothing changed since the last one.
-    regexes: HashMap<String, Compiled>,
+    regexes: Regexes,
     /// Bumped whenever the visible services change; snapshots cached at an
     /// older generation are stale.
     services_gen: u64,
@@ -142,10 +148,11 @@ impl Catalogue {
             clients: BTreeMap::new(),
             own: BTreeMap::new(),
             catalogues: BTreeMap::new(),
+            services_held: HashMap::new(),
             topology: Topology::new(cfg.uri.clone()),
             clusters: BTreeMap::from([(cfg.cluster.clone(), Arc::new(cfg.cluster.clone()))]),
             dirty_services: BTreeSet::new(),
-            regexes: HashMap::new(),
+            regexes: Regexes::default(),
             services_gen: 0,
             memory_pressure: false,
             hooks: HookState::default(),
@@ -229,6 +236,9 @@ impl Catalogue {
             }
             other => {
                 let kind = other.kind();
+                if self.refuse_oversized(peer, &other) {
+                    return;
+                }
                 if let Some(entry) = Value::from_message(other) {
                     return self.apply_remote(peer, pid, entry);
                 }
@@ -348,7 +358,7 @@ impl Catalogue {
 
     /// Writes a configuration key locally (then replicates it). Returns the
     /// version; the driver acknowledges once the Persist output is durable.
-    pub fn set_key(&mut self, now_ms: u64, key: &str, value: &str) -> Result<Ts, rarangi_proto::NameError> {
+    pub fn set_key(&mut self, now_ms: u64, key: &str, value: &str) -> Result<Ts, KeyError> {
         self.write_key(now_ms, key, value).map(|w| w.ts)
     }
 

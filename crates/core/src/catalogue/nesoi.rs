@@ -8,9 +8,9 @@
 //! (`write_key`, `put_hook`, ...) do both and emit `Persist` outputs, for
 //! drivers whose store cannot fail (the simulation, tests).
 
-use rarangi_proto::{NameError, ServiceUri, Ts};
+use rarangi_proto::{ServiceUri, Ts};
 
-use super::Catalogue;
+use super::{Catalogue, KeyError};
 use crate::config_key::{ConfigKey, HookKind, KeyWrite, Written};
 use crate::hooks::{self, Delivery, What, ABSENT_VERSION};
 use crate::item::{Item, KeyRecord};
@@ -75,7 +75,7 @@ impl Catalogue {
     /// durable before the write is acknowledged. A daemon that must not
     /// apply what it could not store uses [`Self::prepare_key_write`] and
     /// [`Self::commit_write`] instead.
-    pub fn write_key(&mut self, now_ms: u64, key: &str, value: &str) -> Result<KeyWrite, NameError> {
+    pub fn write_key(&mut self, now_ms: u64, key: &str, value: &str) -> Result<KeyWrite, KeyError> {
         let prepared = self.prepare_key_write(now_ms, key, value)?;
         let ts = prepared.ts().expect("a set writes its key");
         let written = prepared.written();
@@ -90,8 +90,9 @@ impl Catalogue {
         now_ms: u64,
         key: &str,
         value: &str,
-    ) -> Result<PreparedWrite, NameError> {
+    ) -> Result<PreparedWrite, KeyError> {
         rarangi_proto::validate_key(key)?;
+        self.admit_key(key, value)?;
         self.now_ms = now_ms;
         let existed = self.key(key).is_some();
         let rec = self.version_record(key, Some(value));
@@ -187,7 +188,7 @@ impl Catalogue {
         name: &str,
         hook: &str,
         spec_json: &str,
-    ) -> Result<Written, NameError> {
+    ) -> Result<Written, KeyError> {
         let prepared = self.prepare_put_hook(now_ms, kind, name, hook, spec_json)?;
         let written = prepared.written();
         self.apply_write(prepared, true);
@@ -202,13 +203,14 @@ impl Catalogue {
         name: &str,
         hook: &str,
         spec_json: &str,
-    ) -> Result<PreparedWrite, NameError> {
+    ) -> Result<PreparedWrite, KeyError> {
         let key = hook_key(kind, name, hook);
         let marker = key.marker().expect("a hook has a marker").to_key();
         let key = key.to_key();
         // Both valid before either is written.
         rarangi_proto::validate_key(&key)?;
         rarangi_proto::validate_key(&marker)?;
+        self.admit_key(&key, spec_json)?;
         self.now_ms = now_ms;
         let version = self.resource_version(kind, name);
         let existed = self.key(&key).is_some();

@@ -21,6 +21,7 @@ impl Catalogue {
         ttl_ms: u64,
     ) -> Result<Registered, LeaseError> {
         let until = lease::deadline(now_ms, ttl_ms)?;
+        self.admit_own(&service, &attrs).map_err(LeaseError::Limit)?;
         self.now_ms = now_ms;
         let visible = self.visible_anywhere(&service);
         let changed = self.hold(service, attrs, |h| h.set_lease(until));

@@ -57,16 +57,39 @@ impl Catalogue {
             .filter(|(_, p)| p.state != PeerState::Handshake)
             .map(|(u, p)| (u.clone(), p.id))
             .collect();
-        let Some(item) = self.db.get_mut(key) else { return };
+        let Some(item) = self.db.get(key) else { return };
         let msg = item.message(key);
+        let owner = service_owner(&item.value).cloned();
         for (uri, id) in targets {
+            let item = self.db.get_mut(key).expect("present");
             if !item.is_known_by(id) {
                 item.mark_known(id);
+                if let Some(owner) = &owner {
+                    self.owner_record_first(&uri, id, owner);
+                }
                 self.out.push(Output::ToPeer {
                     peer: uri,
                     msg: msg.clone(),
                 });
             }
+        }
+    }
+
+    /// Sends `owner`'s CATALOGUE record to a peer not known to hold it,
+    /// before one of its services: receivers refuse services of catalogues
+    /// they hold no record of, and links keep their order. Only while the
+    /// link reconciles: once it is up, the peer holds every record we held
+    /// then, and later ones were flooded to it before any of their services.
+    pub(super) fn owner_record_first(&mut self, peer: &CatalogueUri, pid: PeerId, owner: &CatalogueUri) {
+        if self.peers.get(peer).is_none_or(|p| p.state == PeerState::Up) {
+            return;
+        }
+        let key = SortKey::catalogue(owner);
+        let Some(item) = self.db.get_mut(&key) else { return };
+        if !item.is_known_by(pid) {
+            item.mark_known(pid);
+            let msg = item.message(&key);
+            self.send_peer(peer, msg);
         }
     }
 
@@ -124,7 +147,12 @@ impl Catalogue {
         if let Some(old) = self.db.get(&key) {
             item.shown = old.shown;
         }
-        self.db.insert(key, Box::new(item));
+        let owner = service_owner(&item.value).cloned();
+        if self.db.insert(key, Box::new(item)).is_none() {
+            if let Some(owner) = owner {
+                *self.services_held.entry(owner).or_default() += 1;
+            }
+        }
     }
 
     /// The shared copy of a cluster name.
@@ -155,6 +183,14 @@ impl Catalogue {
     /// Removes an item without a tombstone (collected or stale).
     pub(super) fn forget(&mut self, key: &SortKey) -> Option<Item> {
         let item = *self.db.remove(key)?;
+        if let Some(owner) = service_owner(&item.value) {
+            if let Some(n) = self.services_held.get_mut(owner) {
+                *n -= 1;
+                if *n == 0 {
+                    self.services_held.remove(owner);
+                }
+            }
+        }
         match &item.value {
             Value::Service { .. } if item.shown => {
                 let del = item.value.del_serv(key, item.ts);
@@ -309,6 +345,9 @@ impl Catalogue {
         if !cur.is_known_by(pid) {
             cur.mark_known(pid);
             let msg = cur.message(key);
+            if let Some(owner) = service_owner(&cur.value).cloned() {
+                self.owner_record_first(peer, pid, &owner);
+            }
             self.send_peer(peer, msg);
         }
     }
@@ -328,6 +367,12 @@ impl Catalogue {
                 Ordering::Less => self.answer_older(peer, pid, &key),
             },
             None => {
+                if let Some(detail) = self.refuse_new_service(&value) {
+                    return self.notice(Notice::ItemRefused {
+                        peer: peer.clone(),
+                        detail: format!("{key}: {detail}"),
+                    });
+                }
                 let refused = match (&value, class) {
                     (Value::Key { key, .. }, _) => self.collected_keys.get(&**key).is_some_and(|&c| ts <= c),
                     (_, Class::Catalogue) => false,
@@ -378,6 +423,14 @@ impl Catalogue {
             },
             v @ Value::Catalogue { .. } => v,
         }
+    }
+}
+
+/// The owning catalogue of a service item.
+pub(super) fn service_owner(value: &Value) -> Option<&CatalogueUri> {
+    match value {
+        Value::Service { catalogue, .. } => Some(catalogue),
+        _ => None,
     }
 }
 

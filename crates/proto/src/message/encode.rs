@@ -1,6 +1,6 @@
 //! The one-line wire form of a message.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write};
 
 use super::{Bound, Message};
 use crate::encoding::encode_into;
@@ -10,6 +10,19 @@ impl Message {
     /// The wire form, without the trailing LF; always the numeric code.
     pub fn encode(&self) -> String {
         let mut w = LineWriter(String::with_capacity(64));
+        self.write_to(&mut w);
+        w.0
+    }
+
+    /// The length in bytes of [`Message::encode`]'s line, without building
+    /// it (the size rules of [`crate::limits`] measure every item).
+    pub fn encoded_len(&self) -> usize {
+        let mut w = LineWriter(Counter(0));
+        self.write_to(&mut w);
+        w.0 .0
+    }
+
+    fn write_to<W: Write>(&self, w: &mut LineWriter<W>) {
         let _ = write!(w.0, "{}", self.kind().code());
         match self {
             Message::Welcome {
@@ -114,15 +127,26 @@ impl Message {
                 }
             }
         }
-        w.0
     }
 }
 
-struct LineWriter(String);
+/// Counts the bytes written instead of keeping them.
+struct Counter(usize);
 
-impl LineWriter {
+impl Write for Counter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0 += s.len();
+        Ok(())
+    }
+}
+
+/// Writes fields to a `String` or a [`Counter`]; neither can fail, so
+/// write results are ignored.
+struct LineWriter<W>(W);
+
+impl<W: Write> LineWriter<W> {
     fn field(&mut self, s: &str) {
-        self.0.push(' ');
+        let _ = self.0.write_str(" ");
         encode_into(&mut self.0, s, |_| false);
     }
     fn ts(&mut self, ts: Ts) {
@@ -130,16 +154,18 @@ impl LineWriter {
     }
     fn attrs(&mut self, attrs: &Attrs) {
         if !attrs.is_empty() {
-            self.0.push(' ');
-            self.0.push_str(&attrs.encode());
+            let _ = self.0.write_str(" ");
+            attrs.encode_into(&mut self.0);
         }
     }
     fn bound(&mut self, b: &Bound) {
         match b {
-            Bound::Unbounded => self.0.push_str(" -"),
+            Bound::Unbounded => {
+                let _ = self.0.write_str(" -");
+            }
             // A key that is literally "-" must not read as unbounded.
             Bound::Key(k) => {
-                self.0.push(' ');
+                let _ = self.0.write_str(" ");
                 encode_into(&mut self.0, k, |c| k == "-" && c == b'-');
             }
         }

@@ -267,6 +267,9 @@ fn log_notice(n: &Notice) {
         Notice::StaleRefused { key } => {
             tracing::info!(item = %key, "refused a stale copy of a collected delete")
         }
+        Notice::ItemRefused { peer, detail } => {
+            tracing::warn!(peer = %peer, detail, "refused an item from a peer; the link stays up")
+        }
         Notice::LeaseExpired { service } => {
             tracing::info!(service = %service, "HTTP registration expired (TTL)")
         }

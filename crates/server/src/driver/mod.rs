@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rarangi_core::{
-    Catalogue, ClientId, ConfigKey, HookKind, LeaseError, PreparedWrite, Registered, Written,
+    Catalogue, ClientId, ConfigKey, HookKind, KeyError, LeaseError, PreparedWrite, Registered, Written,
 };
-use rarangi_proto::{Attrs, CatalogueUri, Message, NameError, ServiceUri, Ts};
+use rarangi_proto::{Attrs, CatalogueUri, Message, ServiceUri, Ts};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -86,9 +86,9 @@ pub(crate) enum WriteError {
     /// Configuration is read-only: the store failed (the alarm says why).
     #[error("configuration is read-only: {0}")]
     ReadOnly(String),
-    /// The key breaks the naming rule.
-    #[error("invalid key")]
-    Name(#[source] NameError),
+    /// The key breaks the naming rule, or the document is too large.
+    #[error("refused")]
+    Key(#[source] KeyError),
     /// The lease asked for is not allowed.
     #[error("invalid lease")]
     Lease(#[source] LeaseError),
@@ -367,7 +367,7 @@ impl Driver {
             Request::SetKey { key, value, reply } => {
                 let existed = self.write(|core| {
                     core.prepare_key_write(now, &key.to_key(), &value)
-                        .map_err(WriteError::Name)
+                        .map_err(WriteError::Key)
                 });
                 let _ = reply.send(existed.map(written));
             }
@@ -384,7 +384,7 @@ impl Driver {
             } => {
                 let existed = self.write(|core| {
                     core.prepare_put_hook(now, kind, &name, &hook, &spec)
-                        .map_err(WriteError::Name)
+                        .map_err(WriteError::Key)
                 });
                 let _ = reply.send(existed.map(written));
             }

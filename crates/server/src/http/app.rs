@@ -50,7 +50,7 @@ pub(super) async fn put_app(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let name = segment(&name)?.to_owned();
-    let mut v = body_json(body)?;
+    let mut v = body_json(&api, body)?;
     if v.get("config").is_none() {
         return Err(bad("body needs a \"config\" attribute"));
     }

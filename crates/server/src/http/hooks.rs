@@ -67,7 +67,7 @@ async fn write_hook(api: &Api, kind: HookKind, name: &str, hook: &str, endpoint:
 
 async fn post_hook(api: &Api, kind: HookKind, name: &str, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let name = segment(name)?;
-    let v = body_json(body)?;
+    let v = body_json(api, body)?;
     let hook = v
         .get("name")
         .and_then(Value::as_str)
@@ -97,7 +97,7 @@ async fn put_hook(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let (name, hook) = (segment(name)?, segment(hook)?);
-    let v = body_json(body)?;
+    let v = body_json(api, body)?;
     let endpoint = v
         .get("endpoint")
         .and_then(Value::as_str)

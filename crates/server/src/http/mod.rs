@@ -24,7 +24,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use rarangi_core::KeyRecord;
+use rarangi_core::{KeyError, KeyRecord, LeaseError, LimitError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -102,8 +102,11 @@ impl IntoResponse for ApiError {
 
 impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
-        let status = match e {
-            WriteError::Name(_) | WriteError::Lease(_) => StatusCode::BAD_REQUEST,
+        let status = match &e {
+            WriteError::Key(KeyError::TooLarge(_))
+            | WriteError::Lease(LeaseError::Limit(LimitError::TooLarge(_))) => StatusCode::PAYLOAD_TOO_LARGE,
+            WriteError::Lease(LeaseError::Limit(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            WriteError::Key(_) | WriteError::Lease(_) => StatusCode::BAD_REQUEST,
             // Read-only until the store writes again: retry later.
             WriteError::Store(_) | WriteError::ReadOnly(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -273,8 +276,16 @@ async fn ask<T>(api: &Api, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> 
         .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "catalogue shutting down".into()))
 }
 
-fn body_json(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    let bytes = body.map_err(|r| ApiError(r.status(), format!("request body: {}", r.body_text())))?;
+fn body_json(api: &Api, body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let bytes = body.map_err(|r| {
+        let limit = api.shared.settings.http_body_limit;
+        let text = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            format!("request body larger than the limit of {limit} bytes (--http-body-limit)")
+        } else {
+            format!("request body: {}", r.body_text())
+        };
+        ApiError(r.status(), text)
+    })?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("body is not valid JSON: {e}")))?;
     if !v.is_object() {
         return Err(bad("body must be a JSON object"));

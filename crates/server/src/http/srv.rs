@@ -133,7 +133,7 @@ pub(super) async fn put_instance(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let (name, host) = (segment(&name)?, segment(&host)?);
-    let v = body_json(body)?;
+    let v = body_json(&api, body)?;
     let endpoints = v
         .get("endpoints")
         .ok_or_else(|| bad("body needs an \"endpoints\" attribute"))?;

@@ -154,6 +154,9 @@ pub(super) async fn run_peer<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    // Links read lines up to the protocol's peer limit whatever --max-line
+    // says (rarangi_proto::limits); the codec holds no partial line here.
+    *lines.decoder_mut() = LineCodec::new(rarangi_proto::PEER_MAX_LINE);
     let budget = Budget {
         lines: PEER_QUEUE,
         bytes: shared.settings.peer_queue_bytes,
@@ -187,7 +190,7 @@ pub(super) async fn run_peer<R, W>(
             Err(_) => break format!("nothing received for {} ms", dead_after.as_millis()),
             Ok(Read::Closed) => break "connection closed".to_owned(),
             Ok(Read::TooLong) => {
-                let _ = tx.send(too_long(shared.settings.max_line));
+                let _ = tx.send(too_long(rarangi_proto::PEER_MAX_LINE));
                 break "peer sent an over-long line".to_owned();
             }
             Ok(Read::Line(parsed)) => match parsed {

@@ -108,7 +108,7 @@ http = "127.0.0.1:4773"
 http-body-limit = 4096
 client-queue = 7
 client-queue-bytes = 100000
-peer-queue-bytes = 200000
+peer-queue-bytes = 20000000
 max-connections = 300
 max-connections-per-ip = 0
 handshake-timeout-ms = 1500
@@ -140,7 +140,7 @@ memory-limit = "1GiB"
     assert_eq!((s.max_line, s.tombstone_ms), (2048, 5000));
     assert_eq!(s.http.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:4773"));
     assert_eq!((s.http_body_limit, s.client_queue), (4096, 7));
-    assert_eq!((s.client_queue_bytes, s.peer_queue_bytes), (100_000, 200_000));
+    assert_eq!((s.client_queue_bytes, s.peer_queue_bytes), (100_000, 20_000_000));
     assert_eq!((s.max_connections, s.max_connections_per_ip), (Some(300), None));
     assert_eq!(
         (s.handshake_timeout, s.http_header_timeout),

@@ -137,13 +137,20 @@ impl Net {
     }
 
     fn endpoints(&self) -> Vec<(String, String)> {
-        self.addrs.iter().cloned().zip(self.https.iter().cloned()).collect()
+        self.addrs
+            .iter()
+            .cloned()
+            .zip(self.https.iter().cloned())
+            .collect()
     }
 }
 
 fn env_u64(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;
-    Some(v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")))
+    Some(
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +168,10 @@ async fn chaos_soak_heals_and_keeps_every_acknowledged_write() {
     let net = Arc::new(Net::start(lab));
 
     // The other environment holds a registration and a document all along.
-    let other = (format!("tcp://10.251.0.1:80/{OTHER_ENV}-only"), format!("{OTHER_ENV}-only"));
+    let other = (
+        format!("tcp://10.251.0.1:80/{OTHER_ENV}-only"),
+        format!("{OTHER_ENV}-only"),
+    );
     let mut other_line = clients::Line::open(&net.other.addr).await.unwrap();
     let reg = format!("7 {}\n", other.0);
     assert_eq!(other_line.fence(&reg).await.unwrap(), Vec::<String>::new());
@@ -176,14 +186,25 @@ async fn chaos_soak_heals_and_keeps_every_acknowledged_write() {
     let registrars: Vec<_> = (0..REGISTRARS)
         .map(|k| {
             let addrs = net.addrs.clone();
-            tokio::spawn(clients::registrar(k as usize, seed ^ ((k + 1) << 32), addrs, soak))
+            tokio::spawn(clients::registrar(
+                k as usize,
+                seed ^ ((k + 1) << 32),
+                addrs,
+                soak,
+            ))
         })
         .collect();
     let writers: Vec<_> = (0..WRITERS)
         .map(|k| {
             let https = net.https.clone();
             let probe = probe.clone();
-            tokio::spawn(clients::writer(k as usize, seed ^ ((k + 11) << 32), https, probe, soak))
+            tokio::spawn(clients::writer(
+                k as usize,
+                seed ^ ((k + 11) << 32),
+                https,
+                probe,
+                soak,
+            ))
         })
         .collect();
     let faults = faults.await.expect("fault schedule");
@@ -206,7 +227,9 @@ async fn chaos_soak_heals_and_keeps_every_acknowledged_write() {
         expect.gone.extend(r.gone.iter().cloned());
         for h in &mut r.held {
             if h.line.fence("").await.is_ok() {
-                expect.services.insert((h.uri.clone(), format!("x-tvnetcs://{}/", net.addrs[h.cat])));
+                expect
+                    .services
+                    .insert((h.uri.clone(), format!("x-tvnetcs://{}/", net.addrs[h.cat])));
             } else {
                 expect.gone.insert(h.uri.clone());
             }
@@ -224,14 +247,28 @@ async fn chaos_soak_heals_and_keeps_every_acknowledged_write() {
         }
         Err(ref p) => p.clone(),
     };
-    violations.extend(faults.failed_restarts.values().map(|e| format!("restart failed: {e}")));
-    violations.extend(writes.iter().flat_map(|w| w.leaks.iter().map(|l| format!("isolation: {l}"))));
-    violations.extend(regs.iter().flat_map(|r| r.refused.iter().map(|l| format!("refused: {l}"))));
+    violations.extend(
+        faults
+            .failed_restarts
+            .values()
+            .map(|e| format!("restart failed: {e}")),
+    );
+    violations.extend(
+        writes
+            .iter()
+            .flat_map(|w| w.leaks.iter().map(|l| format!("isolation: {l}"))),
+    );
+    violations.extend(
+        regs.iter()
+            .flat_map(|r| r.refused.iter().map(|l| format!("refused: {l}"))),
+    );
     let mut other_expect = check::Expect {
         uris: [format!("x-tvnetcs://{}/", net.other.addr)].into(),
         ..Default::default()
     };
-    other_expect.services.insert((other.0.clone(), format!("x-tvnetcs://{}/", net.other.addr)));
+    other_expect
+        .services
+        .insert((other.0.clone(), format!("x-tvnetcs://{}/", net.other.addr)));
     other_expect.keys.insert(
         other.1.clone(),
         clients::KeyLedger {
@@ -262,11 +299,20 @@ async fn chaos_soak_heals_and_keeps_every_acknowledged_write() {
     println!("{report}");
     if !violations.is_empty() {
         let kept = keep_logs(&net, seed);
-        panic!("chaos soak found {} violations (seed {seed}); logs kept in {kept}\n{report}", violations.len());
+        panic!(
+            "chaos soak found {} violations (seed {seed}); logs kept in {kept}\n{report}",
+            violations.len()
+        );
     }
     // A soak that did nothing proves nothing.
-    assert!(expect.keys.values().any(|k| k.acks > 0), "no write was acknowledged\n{report}");
-    assert!(regs.iter().any(|r| r.made > 0), "no registration was made\n{report}");
+    assert!(
+        expect.keys.values().any(|k| k.acks > 0),
+        "no write was acknowledged\n{report}"
+    );
+    assert!(
+        regs.iter().any(|r| r.made > 0),
+        "no registration was made\n{report}"
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -281,7 +327,10 @@ fn report(
     violations: &[String],
 ) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "=== chaos soak report: seed {seed}, {secs} s, {CATALOGUES} catalogues ===");
+    let _ = writeln!(
+        s,
+        "=== chaos soak report: seed {seed}, {secs} s, {CATALOGUES} catalogues ==="
+    );
     let _ = writeln!(s, "faults: {}", faults.started.values().sum::<usize>());
     for (kind, n) in &faults.started {
         let _ = writeln!(s, "  {kind}: {n}");
@@ -305,7 +354,11 @@ fn report(
             *statuses.entry(*k).or_default() += v;
         }
     }
-    let present = expect.keys.values().filter(|k| k.acked != clients::Doc::Absent).count();
+    let present = expect
+        .keys
+        .values()
+        .filter(|k| k.acked != clients::Doc::Absent)
+        .count();
     let _ = writeln!(
         s,
         "configuration: {} PUT and {} DELETE acknowledged, {} DELETE of an absent key, {} unclear (timeout/reset/5xx), other answers {statuses:?} (0 = no answer); {} keys, {present} present at the end",
@@ -318,7 +371,11 @@ fn report(
     let _ = writeln!(s, "isolation probes during the soak: {}", wsum(|w| w.probes));
     match healed {
         Ok(d) => {
-            let _ = writeln!(s, "healed: every catalogue agreed {:.1} s after the faults ended", d.as_secs_f64());
+            let _ = writeln!(
+                s,
+                "healed: every catalogue agreed {:.1} s after the faults ended",
+                d.as_secs_f64()
+            );
         }
         Err(_) => {
             let _ = writeln!(s, "NOT healed within {} s", HEAL.as_secs());

@@ -61,7 +61,10 @@ async fn observe(env: &str, addr: &str, http: &str) -> Result<Seen, String> {
         // A 404 here is a key deleted between the two reads: the next
         // round reads again.
         let doc = get(http, &format!("/app/{name}")).await?;
-        apps.insert(name, Doc::Config(doc.get("config").cloned().unwrap_or(Value::Null)));
+        apps.insert(
+            name,
+            Doc::Config(doc.get("config").cloned().unwrap_or(Value::Null)),
+        );
     }
     let t = get(http, "/v1/topology").await?;
     let uris = |v: &Value| names(v).into_iter().collect::<BTreeSet<_>>();
@@ -82,7 +85,9 @@ async fn observe(env: &str, addr: &str, http: &str) -> Result<Seen, String> {
 
 async fn get(http: &str, path: &str) -> Result<Value, String> {
     match timeout(PATIENCE, try_http(http, "GET", path, None)).await {
-        Ok(Ok((200, _, body))) => serde_json::from_str(&body).map_err(|e| format!("GET {path} on {http}: {e}")),
+        Ok(Ok((200, _, body))) => {
+            serde_json::from_str(&body).map_err(|e| format!("GET {path} on {http}: {e}"))
+        }
         Ok(Ok((status, _, body))) => Err(format!("GET {path} on {http}: {status} {body}")),
         Ok(Err(e)) => Err(format!("GET {path} on {http}: {e}")),
         Err(_) => Err(format!("GET {path} on {http}: no answer")),
@@ -137,7 +142,9 @@ fn problems(expect: &Expect, seen: &Seen, me: &str) -> Vec<String> {
     }
     let foreign = diff(&seen.known, &expect.uris);
     if !foreign.is_empty() {
-        out.push(format!("{me}: knows catalogues of another environment: {foreign:?}"));
+        out.push(format!(
+            "{me}: knows catalogues of another environment: {foreign:?}"
+        ));
     }
     let leader = expect.uris.first().cloned().unwrap_or_default();
     if seen.leader != leader {
@@ -152,7 +159,12 @@ fn diff(a: &BTreeSet<String>, b: &BTreeSet<String>) -> Vec<String> {
 
 /// Checks every catalogue (`(line address, HTTP address)` each) against
 /// `expect`; an empty list when all of them agree with it.
-pub async fn check_all(env: &str, cats: &[(String, String)], expect: &Expect, first_only: bool) -> Vec<String> {
+pub async fn check_all(
+    env: &str,
+    cats: &[(String, String)],
+    expect: &Expect,
+    first_only: bool,
+) -> Vec<String> {
     let mut out = Vec::new();
     for (addr, http) in cats {
         let me = format!("x-tvnetcs://{addr}/");

@@ -253,7 +253,13 @@ pub struct Writes {
 }
 
 /// Writes and deletes configuration at random catalogues until `soak`.
-pub async fn writer(k: usize, seed: u64, https: Vec<String>, other: (String, String), soak: Deadline) -> Writes {
+pub async fn writer(
+    k: usize,
+    seed: u64,
+    https: Vec<String>,
+    other: (String, String),
+    soak: Deadline,
+) -> Writes {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut w = Writes::default();
     let mut names: Vec<String> = (0..KEYS).map(|i| format!("w{k}-k{i}")).collect();

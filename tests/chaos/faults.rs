@@ -144,7 +144,9 @@ fn end(net: &Net, f: Fault, log: &mut FaultLog) {
     let mut lab = net.lab.lock().expect("lab");
     let done = match f {
         Fault::LinkDown(a, b) | Fault::OneWay(a, b) => lab.mend(a, b),
-        Fault::Partition(i) => (0..lab.len()).filter(|&j| j != i).try_for_each(|j| lab.mend(i, j)),
+        Fault::Partition(i) => (0..lab.len())
+            .filter(|&j| j != i)
+            .try_for_each(|j| lab.mend(i, j)),
         Fault::Stop(i) => net.cat(i).resume(),
         Fault::Kill(i) => {
             drop(lab);

@@ -54,9 +54,8 @@ impl Lab {
         // The PID keeps two test processes' labs apart.
         let prefix = format!("rrc{}", std::process::id());
         let hub = format!("{prefix}-hub");
-        run(&["ip", "netns", "add", &hub]).map_err(|e| {
-            Error::Unsupported(format!("{e} (it needs root or CAP_NET_ADMIN)"))
-        })?;
+        run(&["ip", "netns", "add", &hub])
+            .map_err(|e| Error::Unsupported(format!("{e} (it needs root or CAP_NET_ADMIN)")))?;
         // From here on, dropping `lab` removes whatever was made.
         let mut lab = Lab {
             octet: free_octet()?,
@@ -240,11 +239,7 @@ fn run(args: &[&str]) -> Result<(), Error> {
     }
     Err(Error::Command {
         what,
-        detail: format!(
-            "{}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
+        detail: format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
     })
 }
 

@@ -282,9 +282,9 @@ impl Cat {
             .status()
             .map_err(Error::io("run kill(1)"))?;
         if !status.success() {
-            return Err(Error::io(format!("kill -{sig} {}", c.id()))(std::io::Error::other(
-                status.to_string(),
-            )));
+            return Err(Error::io(format!("kill -{sig} {}", c.id()))(
+                std::io::Error::other(status.to_string()),
+            ));
         }
         Ok(())
     }

@@ -17,13 +17,26 @@ pub async fn http(
     path: &str,
     body: Option<&[u8]>,
 ) -> (u16, Vec<(String, String)>, String) {
-    let mut s = TcpStream::connect(addr).await.expect("connect to HTTP API");
+    try_http(addr, method, path, body)
+        .await
+        .expect("connect to HTTP API")
+}
+
+/// [`http`] that reports a failed connection instead of panicking (for
+/// catalogues that may be down).
+pub async fn try_http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+    let mut s = TcpStream::connect(addr).await?;
     let body = body.unwrap_or_default();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(head.as_bytes()).await?;
     let _ = s.write_all(body).await;
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw).await;
@@ -39,7 +52,7 @@ pub async fn http(
         .filter_map(|l| l.split_once(": "))
         .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
         .collect();
-    (status, headers, body.to_owned())
+    Ok((status, headers, body.to_owned()))
 }
 
 /// GET, with the body as JSON (null if it is not JSON).

@@ -49,6 +49,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A system command (`ip`, `iptables`) failed.
+    #[error("{what} failed: {detail}")]
+    Command {
+        /// The command line.
+        what: String,
+        /// Its exit status and what it wrote to stderr.
+        detail: String,
+    },
+    /// Network namespaces cannot be made here (not root, no `ip` or
+    /// `iptables`, no CAP_NET_ADMIN): tests that need them skip.
+    #[error("network namespaces are not available here: {0}")]
+    Unsupported(String),
     /// The catalogue refused or broke a line-protocol exchange.
     #[error("line protocol: {0}")]
     Client(#[from] rarangi_client::Error),

@@ -2,13 +2,14 @@
 //! processes started with options under a temporary directory (never a
 //! system directory), restarted, killed or stopped by the PID we started;
 //! fresh loopback addresses; a TCP proxy that can cut and heal a link;
-//! line-protocol watchers and lookups; and [`Deadline`], the one way to
-//! wait for a condition.
+//! line-protocol watchers and lookups; network namespaces with faults
+//! ([`Lab`]); and [`Deadline`], the one way to wait for a condition.
 
 #![forbid(unsafe_code)]
 
 pub mod clock;
 mod error;
+mod netns;
 mod process;
 mod proxy;
 mod scratch;
@@ -16,6 +17,7 @@ mod wait;
 mod watch;
 
 pub use error::Error;
+pub use netns::Lab;
 pub use process::{binary, has_prlimit, Cat, CatOptions};
 pub use proxy::Proxy;
 pub use scratch::{fresh_addr, TempDir};

@@ -51,6 +51,8 @@ pub struct CatOptions {
     log_level: String,
     extra: Vec<String>,
     nofile: Option<u64>,
+    launcher: Vec<String>,
+    http: Option<String>,
 }
 
 impl CatOptions {
@@ -75,6 +77,20 @@ impl CatOptions {
     /// Listen on and advertise `addr` instead of a fresh address.
     pub fn at(mut self, addr: &str) -> Self {
         self.addr = Some(addr.to_owned());
+        self
+    }
+
+    /// Serve HTTP on `addr` instead of a fresh loopback address.
+    pub fn http(mut self, addr: &str) -> Self {
+        self.http = Some(addr.to_owned());
+        self
+    }
+
+    /// Runs the binary through this command (say `ip netns exec NS`). The
+    /// command must exec the binary, not fork it: signals go to the PID
+    /// we started.
+    pub fn launcher<S: AsRef<str>>(mut self, command: impl IntoIterator<Item = S>) -> Self {
+        self.launcher = command.into_iter().map(|a| a.as_ref().to_owned()).collect();
         self
     }
 
@@ -107,7 +123,7 @@ impl CatOptions {
     /// HTTP connections. Its socket, data and log live in a temporary directory.
     pub fn start(self) -> Result<Cat, Error> {
         let addr = self.addr.clone().unwrap_or_else(fresh_addr);
-        let http = fresh_addr();
+        let http = self.http.clone().unwrap_or_else(fresh_addr);
         let dir = TempDir::new(&format!("cat-{addr}"))?;
         let mut args: Vec<String> = vec!["serve".into(), "--env".into(), self.env.clone()];
         if let Some(cluster) = &self.cluster {
@@ -140,6 +156,7 @@ impl CatOptions {
             bin: self.bin,
             nofile: self.nofile,
             log_level: self.log_level,
+            launcher: self.launcher,
             args,
             child: None,
             dir,
@@ -162,6 +179,7 @@ pub struct Cat {
     bin: PathBuf,
     nofile: Option<u64>,
     log_level: String,
+    launcher: Vec<String>,
     args: Vec<String>,
     child: Option<Child>,
     dir: TempDir,
@@ -181,6 +199,8 @@ impl Cat {
             log_level: "info".into(),
             extra: Vec::new(),
             nofile: None,
+            launcher: Vec::new(),
+            http: None,
         }
     }
 
@@ -194,12 +214,17 @@ impl Cat {
             .append(true)
             .open(self.log_path())
             .map_err(Error::io("open the catalogue's log"))?;
-        // prlimit sets the limit and execs the catalogue: the PID is its.
-        let mut cmd = match self.nofile {
-            Some(n) => {
-                let mut c = Command::new("prlimit");
-                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(&self.bin);
-                c
+        // A launcher (e.g. `ip netns exec NS`) and prlimit exec the
+        // catalogue in turn: the PID is the catalogue's.
+        let mut prefix: Vec<std::ffi::OsString> = self.launcher.iter().map(Into::into).collect();
+        if let Some(n) = self.nofile {
+            prefix.extend(["prlimit".into(), format!("--nofile={n}:{n}").into(), "--".into()]);
+        }
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut cmd = Command::new(first);
+                cmd.args(rest).arg(&self.bin);
+                cmd
             }
             None => Command::new(&self.bin),
         };
@@ -255,16 +280,39 @@ impl Cat {
 
     /// SIGTERM (a graceful stop); waits for the exit and returns its status.
     pub fn terminate(&mut self) -> Result<ExitStatus, Error> {
-        let mut c = self.child.take().ok_or_else(|| Error::NotRunning {
+        self.signal("TERM")?;
+        let mut c = self.child.take().expect("signalled, so running");
+        c.wait().map_err(Error::io("wait for the catalogue"))
+    }
+
+    /// SIGSTOP: the process freezes with its connections open, as a hung
+    /// host would; [`Cat::resume`] thaws it.
+    pub fn stop(&self) -> Result<(), Error> {
+        self.signal("STOP")
+    }
+
+    /// SIGCONT after [`Cat::stop`].
+    pub fn resume(&self) -> Result<(), Error> {
+        self.signal("CONT")
+    }
+
+    /// Sends `sig` (a name such as `TERM`) to the running process.
+    fn signal(&self, sig: &str) -> Result<(), Error> {
+        let c = self.child.as_ref().ok_or_else(|| Error::NotRunning {
             addr: self.addr.clone(),
         })?;
         // kill(1) on the PID of our own child: no unsafe libc call, and the
         // child is not reaped before this, so the PID is still its own.
-        Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &c.id().to_string()])
             .status()
             .map_err(Error::io("run kill(1)"))?;
-        c.wait().map_err(Error::io("wait for the catalogue"))
+        if !status.success() {
+            return Err(Error::io(format!("kill -{sig} {}", c.id()))(
+                std::io::Error::other(status.to_string()),
+            ));
+        }
+        Ok(())
     }
 
     /// The process ID, while running.

@@ -2,7 +2,7 @@
 //! (a failed check is a panic), shrinks a failing case and reports how
 //! to replay it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Debug;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
@@ -64,17 +64,24 @@ pub fn case_seed(master: u64, i: u64) -> u64 {
 }
 
 thread_local! {
-    /// The last panic on this thread, recorded by the quiet hook.
+    /// Whether this thread is running a case (its panics are findings).
+    static CAPTURING: Cell<bool> = const { Cell::new(false) };
+    /// The last panic of a case on this thread.
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
 static QUIET: Once = Once::new();
 
-/// Replaces the panic hook, once per process, with one that records the
-/// message instead of printing it: shrinking panics thousands of times.
+/// Installs, once per process, a panic hook that records the panics of
+/// cases instead of printing them (shrinking panics thousands of times);
+/// other panics go to the previous hook.
 pub fn quiet_panics() {
     QUIET.call_once(|| {
-        panic::set_hook(Box::new(|info| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !CAPTURING.with(Cell::get) {
+                return previous(info);
+            }
             let payload = info.payload();
             let text = payload
                 .downcast_ref::<&str>()
@@ -94,7 +101,10 @@ pub fn quiet_panics() {
 pub fn try_input<T: Target>(target: &T, input: &T::Input) -> Result<(), String> {
     quiet_panics();
     LAST_PANIC.with(|p| p.borrow_mut().take());
-    match panic::catch_unwind(AssertUnwindSafe(|| target.check(input))) {
+    CAPTURING.with(|c| c.set(true));
+    let result = panic::catch_unwind(AssertUnwindSafe(|| target.check(input)));
+    CAPTURING.with(|c| c.set(false));
+    match result {
         Ok(()) => Ok(()),
         Err(_) => Err(LAST_PANIC
             .with(|p| p.borrow_mut().take())

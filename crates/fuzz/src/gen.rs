@@ -145,40 +145,34 @@ impl Gen {
         }
     }
 
+    /// Mostly (15 in 16) an entry of `pool`, else odd text of up to `max`
+    /// characters.
+    fn pool_or_text(&mut self, pool: &[&str], max: usize) -> String {
+        if self.chance(15, 16) {
+            self.pick(pool).to_owned()
+        } else {
+            self.text(max)
+        }
+    }
+
     /// A cluster name (sometimes an invalid one).
     pub fn cluster(&mut self) -> String {
-        if self.chance(15, 16) {
-            self.pick(&CLUSTERS).to_owned()
-        } else {
-            self.text(8)
-        }
+        self.pool_or_text(&CLUSTERS, 8)
     }
 
     /// A configuration key (sometimes an odd or invalid one).
     pub fn key(&mut self) -> String {
-        if self.chance(7, 8) {
-            self.pick(&KEYS).to_owned()
-        } else {
-            self.text(20)
-        }
+        self.pool_or_text(&KEYS, 20)
     }
 
     /// A configuration value.
     pub fn value(&mut self) -> String {
-        if self.chance(7, 8) {
-            self.pick(&VALUES).to_owned()
-        } else {
-            self.text(40)
-        }
+        self.pool_or_text(&VALUES, 40)
     }
 
     /// A subscription regex (valid, invalid, or expensive).
     pub fn regex(&mut self) -> String {
-        if self.chance(7, 8) {
-            self.pick(&REGEXES).to_owned()
-        } else {
-            self.text(16)
-        }
+        self.pool_or_text(&REGEXES, 16)
     }
 
     /// Attributes: usually empty or small.

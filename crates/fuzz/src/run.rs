@@ -205,10 +205,8 @@ fn is_new(f: &Failure, seen: &[Failure]) -> bool {
 /// else one line.
 fn report_failure(f: &Failure, seen: &[Failure]) {
     if !is_new(f, seen) {
-        println!(
-            "failure again in {} (case seed {}): {}",
-            f.target, f.seed, f.message
-        );
+        let first = f.message.lines().next().unwrap_or_default();
+        println!("failure again in {} (case seed {}): {first}", f.target, f.seed);
     } else {
         println!("{f}");
     }

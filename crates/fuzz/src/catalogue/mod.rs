@@ -3,7 +3,7 @@
 //! fake peers sending replicated messages (well and ill formed, forged
 //! owners, odd timestamps), links going up and down, messages delivered in
 //! any interleaving, time moving both ways, ticks, configuration writes,
-//! leases, hooks and webhook reports.
+//! leases, hooks, webhook reports and restarts from the persisted state.
 //!
 //! Checks: no panic; every message a catalogue emits encodes to a line that
 //! parses back to it; no input produces more than a generous number of
@@ -32,11 +32,18 @@ pub const TIME_WINDOW_MS: u64 = 20 * 60 * 1000;
 pub struct Catalogues {
     /// Most inputs per case.
     pub max_ops: usize,
+    /// Whether the final comparison includes the reachable set and the
+    /// leader (services and configuration are always compared). Off only
+    /// to keep a CI smoke green around a known bug (`tests/findings.rs`).
+    pub compare_reachability: bool,
 }
 
 impl Default for Catalogues {
     fn default() -> Self {
-        Self { max_ops: 120 }
+        Self {
+            max_ops: 120,
+            compare_reachability: true,
+        }
     }
 }
 
@@ -95,6 +102,9 @@ pub enum Op {
     /// The driver reports webhook delivery number `pick` (modulo those
     /// pending) on `node`.
     WebhookDone { node: usize, pick: usize, ok: bool },
+    /// `node` restarts from what its `Persist` outputs wrote: its links and
+    /// clients drop, and a new incarnation begins.
+    Restart { node: usize },
 }
 
 impl Target for Catalogues {
@@ -120,7 +130,7 @@ impl Target for Catalogues {
     }
 
     fn check(&self, input: &Vec<Op>) {
-        world::run(input);
+        world::run(input, self.compare_reachability);
     }
 
     fn smaller(&self, input: &Vec<Op>) -> Vec<Vec<Op>> {
@@ -204,11 +214,12 @@ fn op(g: &mut Gen) -> Op {
             },
             hook: g.pick(&["h1", "h2"]).to_owned(),
         },
-        _ => Op::WebhookDone {
+        96..=98 => Op::WebhookDone {
             node,
             pick: g.below(8),
             ok: g.chance(2, 3),
         },
+        _ => Op::Restart { node },
     }
 }
 

@@ -32,6 +32,10 @@ struct Args {
     /// Stop each target after this many cases.
     #[arg(long)]
     execs: Option<u64>,
+    /// Skip the inputs that trigger known, reported bugs (listed in
+    /// crates/fuzz/tests/findings.rs), so a run can find new ones.
+    #[arg(long)]
+    avoid_known_bugs: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,7 +50,7 @@ fn main() -> anyhow::Result<()> {
         let [target] = targets[..] else {
             bail!("--replay needs one --target (parser or catalogue)");
         };
-        return replay_one(target, seed);
+        return replay_one(target, seed, args.avoid_known_bugs);
     }
     let seed = args.seed.unwrap_or_else(|| std::process::id().into());
     let plan = Plan {
@@ -55,11 +59,17 @@ fn main() -> anyhow::Result<()> {
         duration: Duration::from_secs_f64(args.minutes.max(0.0) * 60.0),
         max_execs: args.execs,
         progress: Some(Duration::from_secs(60)),
+        avoid_known_bugs: args.avoid_known_bugs,
     };
     println!(
-        "rarangi-fuzz: seeded generator (not coverage-guided), master seed {seed}, {} min, targets {:?}",
+        "rarangi-fuzz: seeded generator (not coverage-guided), master seed {seed}, {} min, targets {:?}{}",
         args.minutes,
-        plan.targets.iter().map(|t| t.as_str()).collect::<Vec<_>>()
+        plan.targets.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+        if args.avoid_known_bugs {
+            ", avoiding known bugs"
+        } else {
+            ""
+        }
     );
     let report = fuzz(&plan);
     println!("{}", report.summary());
@@ -69,8 +79,8 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn replay_one(target: TargetName, seed: u64) -> anyhow::Result<()> {
-    let (input, result) = replay(target, seed);
+fn replay_one(target: TargetName, seed: u64, avoid_known_bugs: bool) -> anyhow::Result<()> {
+    let (input, result) = replay(target, seed, avoid_known_bugs);
     println!("input of case {seed}:\n{input}");
     match result {
         Ok(()) => {

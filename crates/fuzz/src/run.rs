@@ -30,10 +30,13 @@ impl TargetName {
         }
     }
 
-    fn runner(self) -> Box<dyn Runner> {
+    fn runner(self, avoid_known_bugs: bool) -> Box<dyn Runner> {
         match self {
             TargetName::Parser => Box::new(Parser),
-            TargetName::Catalogue => Box::new(Catalogues::default()),
+            TargetName::Catalogue => Box::new(Catalogues {
+                avoid_known_bugs,
+                ..Catalogues::default()
+            }),
         }
     }
 }
@@ -51,6 +54,8 @@ pub struct Plan {
     pub max_execs: Option<u64>,
     /// How often to print a progress line (None: never).
     pub progress: Option<Duration>,
+    /// Skip inputs that trigger known, reported bugs.
+    pub avoid_known_bugs: bool,
 }
 
 /// Per-target totals of a run.
@@ -115,7 +120,11 @@ impl<T: Target> Runner for T {
 /// full) and returned.
 pub fn fuzz(plan: &Plan) -> Report {
     let start = clock::now();
-    let runners: Vec<Box<dyn Runner>> = plan.targets.iter().map(|t| t.runner()).collect();
+    let runners: Vec<Box<dyn Runner>> = plan
+        .targets
+        .iter()
+        .map(|t| t.runner(plan.avoid_known_bugs))
+        .collect();
     let mut execs = vec![0u64; runners.len()];
     let mut spent = vec![Duration::ZERO; runners.len()];
     let mut failures: Vec<Failure> = Vec::new();
@@ -214,8 +223,8 @@ fn report_failure(f: &Failure, seen: &[Failure]) {
 
 /// Runs one case by its case seed: the input (`{:#?}`), and the panic
 /// with a shrunk input if it fails.
-pub fn replay(target: TargetName, seed: u64) -> (String, Result<(), Failure>) {
-    let runner = target.runner();
+pub fn replay(target: TargetName, seed: u64, avoid_known_bugs: bool) -> (String, Result<(), Failure>) {
+    let runner = target.runner(avoid_known_bugs);
     let (input, result) = runner.show(seed);
     (
         input,

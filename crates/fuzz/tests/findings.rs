@@ -24,3 +24,39 @@ fn add_link_naming_us_during_handshake_is_refuted() {
         },
     ]);
 }
+
+/// The same bug reached through a third catalogue (case seed
+/// 7819175254598876311): a fake peer tells n0 about a link n1–zz; n0
+/// floods it to n1, whose own connection to zz is mid-handshake, so n1
+/// keeps it and never refutes it when that connection closes.
+#[test]
+#[ignore = "core bug: ADD_LINK naming us accepted mid-handshake is never refuted"]
+fn flooded_add_link_naming_us_during_handshake_is_refuted() {
+    Catalogues::default().check(&vec![
+        Op::LinkUp { a: 0, b: 1 },
+        Op::LinkUp { a: 1, b: 2 },
+        Op::Deliver {
+            from: 2,
+            to: 1,
+            max: 6,
+        },
+        Op::FakeUp { node: 1, fake: 2 },
+        Op::Deliver {
+            from: 1,
+            to: 0,
+            max: 5,
+        },
+        Op::FakeUp { node: 0, fake: 1 },
+        Op::Time { delta_ms: 506_703 },
+        Op::Fake {
+            node: 0,
+            fake: 1,
+            line: "3 x-tvnetcs://n1:4760/ x-tvnetcs://zz:1/ 111411221535129603".into(),
+        },
+        Op::Deliver {
+            from: 0,
+            to: 1,
+            max: 8,
+        },
+    ]);
+}

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, VecDeque};
 use rarangi_core::{Catalogue, ClientId, Config, Delivery, Durable, HookKind, Notice, Output};
 use rarangi_proto::{parse_line, Attrs, CatalogueUri, Message, ServiceUri, Ts};
 
-use super::{Op, NODES, T0, TIME_WINDOW_MS};
+use super::{Catalogues, Op, NODES, T0, TIME_WINDOW_MS};
 use crate::gen::{FAKE_HOSTS, HONEST_HOSTS};
 
 /// Messages one input may cause before it counts as an output explosion:
@@ -47,14 +47,14 @@ struct World {
     /// went back): by design (PROTOCOL.md) it is not resent until the
     /// link reconnects.
     honest_skew: bool,
-    /// Whether the reachable set and the leader must agree too.
-    compare_reachability: bool,
+    /// Whether to skip inputs that trigger known bugs.
+    avoid_known_bugs: bool,
 }
 
 /// Runs one case; panics when a check fails.
-pub(super) fn run(ops: &[Op], compare_reachability: bool) {
+pub(super) fn run(ops: &[Op], target: &Catalogues) {
     let mut w = World::new();
-    w.compare_reachability = compare_reachability;
+    w.avoid_known_bugs = target.avoid_known_bugs;
     for op in ops {
         w.step += 1;
         w.apply(op);
@@ -100,7 +100,7 @@ impl World {
             queues: vec![vec![VecDeque::new(); NODES]; NODES],
             step: 0,
             honest_skew: false,
-            compare_reachability: true,
+            avoid_known_bugs: false,
         }
     }
 
@@ -141,7 +141,8 @@ impl World {
             }
             &Op::FakeDown { node, fake } => self.fake_down(node, fake),
             Op::Fake { node, fake, line } => {
-                if let (true, Some(msg)) = (self.nodes[*node].fakes.contains(fake), parse(line)) {
+                let msg = parse(line).filter(|m| !(self.avoid_known_bugs && self.phantom_link(m)));
+                if let (true, Some(msg)) = (self.nodes[*node].fakes.contains(fake), msg) {
                     let peer = self.fake_uris[*fake].clone();
                     self.nodes[*node].cat.peer_message(now, &peer, msg);
                     self.settle(*node);
@@ -210,6 +211,15 @@ impl World {
                 }
             }
         }
+    }
+
+    /// Known bug (tests/findings.rs): an ADD_LINK naming an honest
+    /// catalogue that reaches it (from the fake or flooded by another
+    /// catalogue) while its connection to the other end is mid-handshake
+    /// is kept and never refuted. Which it meets depends on later inputs,
+    /// so every forged ADD_LINK naming an honest catalogue is avoided.
+    fn phantom_link(&self, msg: &Message) -> bool {
+        matches!(msg, Message::AddLink { a, b, .. } if self.uris.contains(a) || self.uris.contains(b))
     }
 
     fn link_down(&mut self, a: usize, b: usize) {
@@ -422,7 +432,7 @@ impl World {
                 ));
             }
             let (ta, tb) = (a.topology(), b.topology());
-            if self.compare_reachability && (&ta.reachable, &ta.leader) != (&tb.reachable, &tb.leader) {
+            if (&ta.reachable, &ta.leader) != (&tb.reachable, &tb.leader) {
                 return Some(format!(
                     "n0 and n{i} disagree on reachability after the heal:\n n0: {:?} leader {}\n n{i}: {:?} leader {}",
                     ta.reachable, ta.leader, tb.reachable, tb.leader

@@ -10,8 +10,10 @@
 //! outputs; the in-memory network quiesces; and after a final heal (fake
 //! peers cut, every honest pair linked, everything delivered) the honest
 //! catalogues agree on the visible services, the configuration, the
-//! reachable set and the leader.
+//! reachable set and the leader, and every subscribed client's view
+//! (snapshot plus events) equals what its catalogue shows for its regexes.
 
+mod subscriber;
 mod world;
 
 use crate::engine::{smaller_vec, Target};

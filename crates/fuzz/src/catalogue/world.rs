@@ -1,10 +1,11 @@
 //! The in-memory network a catalogue case runs in, and its checks.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rarangi_core::{Catalogue, ClientId, Config, Delivery, Durable, HookKind, Notice, Output};
 use rarangi_proto::{parse_line, Attrs, CatalogueUri, Message, ServiceUri, Ts};
 
+use super::subscriber::Subscriber;
 use super::{Catalogues, Op, NODES, T0, TIME_WINDOW_MS};
 use crate::gen::{FAKE_HOSTS, HONEST_HOSTS};
 
@@ -25,6 +26,8 @@ struct Node {
     durable: Durable,
     /// Client slot → connection id, while connected.
     slots: [Option<ClientId>; 4],
+    /// What each connected client believes.
+    views: BTreeMap<ClientId, Subscriber>,
     /// Fake peers whose link to this node is up.
     fakes: BTreeSet<usize>,
     /// Webhook deliveries not yet reported back.
@@ -82,6 +85,7 @@ impl World {
                 cat: Catalogue::new(config(u), Durable::default(), Ts(0), T0),
                 durable: Durable::default(),
                 slots: [None; 4],
+                views: BTreeMap::new(),
                 fakes: BTreeSet::new(),
                 webhooks: Vec::new(),
             })
@@ -116,12 +120,14 @@ impl World {
                     let id = ClientId(self.next_client);
                     self.next_client += 1;
                     self.nodes[node].slots[slot] = Some(id);
+                    self.nodes[node].views.insert(id, Subscriber::default());
                     self.nodes[node].cat.client_connected(id, may_register);
                     self.settle(node);
                 }
             }
             &Op::Disconnect { node, slot } => {
                 if let Some(id) = self.nodes[node].slots[slot].take() {
+                    self.nodes[node].views.remove(&id);
                     self.nodes[node].cat.client_disconnected(now, id);
                     self.settle(node);
                 }
@@ -246,6 +252,7 @@ impl World {
         let floor = n.cat.clock();
         n.cat = Catalogue::new(config(&self.uris[node]), n.durable.clone(), floor, self.now);
         n.slots = [None; 4];
+        n.views.clear();
         n.fakes.clear();
         n.webhooks.clear();
         self.settle(node);
@@ -287,38 +294,42 @@ impl World {
         let outs = self.nodes[node].cat.drain();
         let mut messages = 0;
         for out in outs {
-            if let Some((_, msgs)) = out.client_messages() {
+            if let Some((client, msgs)) = out.client_messages() {
+                assert!(
+                    self.nodes[node].slots.contains(&Some(client)),
+                    "{} sent {} to client {client:?}, which is not connected",
+                    self.uris[node],
+                    msgs.first().map(Message::encode).unwrap_or_default()
+                );
                 messages += msgs.len();
                 msgs.iter().for_each(round_trips);
+                if let Some(view) = self.nodes[node].views.get_mut(&client) {
+                    msgs.iter().for_each(|m| view.receive(m));
+                }
                 continue;
             }
             match out {
                 Output::ToPeer { peer, msg } => {
                     messages += 1;
                     round_trips(&msg);
-                    if let Some(to) = self.uris.iter().position(|u| *u == peer) {
-                        let key = (node.min(to), node.max(to));
-                        assert!(
-                            self.links.contains(&key),
-                            "{} sent {} to {peer}, which it has no link to",
-                            self.uris[node],
-                            msg.encode()
-                        );
+                    let honest = self.uris.iter().position(|u| *u == peer);
+                    let linked = match honest {
+                        Some(to) => self.links.contains(&(node.min(to), node.max(to))),
+                        None => {
+                            let fake = self.fake_uris.iter().position(|u| *u == peer);
+                            fake.is_some_and(|f| self.nodes[node].fakes.contains(&f))
+                        }
+                    };
+                    assert!(
+                        linked,
+                        "{} sent {} to {peer}, which it has no link to",
+                        self.uris[node],
+                        msg.encode()
+                    );
+                    // Messages to fake peers are dropped: they answer
+                    // with whatever the generator says.
+                    if let Some(to) = honest {
                         self.queues[node][to].push_back(msg);
-                    } else {
-                        assert!(
-                            self.fake_uris.contains(&peer)
-                                && self.nodes[node].fakes.contains(
-                                    &self
-                                        .fake_uris
-                                        .iter()
-                                        .position(|u| *u == peer)
-                                        .unwrap_or(usize::MAX)
-                                ),
-                            "{} sent {} to {peer}, which it has no link to",
-                            self.uris[node],
-                            msg.encode()
-                        );
                     }
                 }
                 Output::Webhook(d) => {
@@ -439,7 +450,10 @@ impl World {
                 ));
             }
         }
-        None
+        self.nodes
+            .iter()
+            .flat_map(|n| n.views.values().map(|v| v.disagreement(&n.cat)))
+            .find_map(|d| d)
     }
 }
 

@@ -1,5 +1,4 @@
-//! Failures the fuzzer found, kept as minimal replays. Each is ignored
-//! until the bug is fixed; then remove the `#[ignore]` so it stays fixed.
+//! Failures the fuzzer found, kept as minimal replays so they stay fixed.
 
 use rarangi_fuzz::catalogue::Op;
 use rarangi_fuzz::{Catalogues, Target};
@@ -13,7 +12,6 @@ use rarangi_fuzz::{Catalogues, Target};
 /// the peer as reachable, the receiver does not, and they can disagree on
 /// the leader.
 #[test]
-#[ignore = "core bug: ADD_LINK naming us accepted mid-handshake is never refuted"]
 fn add_link_naming_us_during_handshake_is_refuted() {
     Catalogues::default().check(&vec![
         Op::FakeUp { node: 2, fake: 2 },
@@ -30,7 +28,6 @@ fn add_link_naming_us_during_handshake_is_refuted() {
 /// floods it to n1, whose own connection to zz is mid-handshake, so n1
 /// keeps it and never refutes it when that connection closes.
 #[test]
-#[ignore = "core bug: ADD_LINK naming us accepted mid-handshake is never refuted"]
 fn flooded_add_link_naming_us_during_handshake_is_refuted() {
     Catalogues::default().check(&vec![
         Op::LinkUp { a: 0, b: 1 },

@@ -15,12 +15,7 @@ fn parser_smoke() {
 
 #[test]
 fn catalogue_smoke() {
-    let target = Catalogues {
-        // TODO(lead): back to the default once the phantom-link bug in
-        // tests/findings.rs is fixed.
-        avoid_known_bugs: true,
-        ..Catalogues::default()
-    };
+    let target = Catalogues::default();
     let tally = run_batch(&target, SEED, 0, 2_000);
     assert_eq!(tally.execs, 2_000);
     assert!(tally.failures.is_empty(), "{}", tally.failures[0]);

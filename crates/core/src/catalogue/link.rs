@@ -112,13 +112,23 @@ impl Catalogue {
         self.set_link(&a, &b, true, ts);
     }
 
+    /// The connection to `peer` is gone: the link is down. A link that was
+    /// up is withdrawn; so is one that others claimed up while ours was
+    /// still in its handshake (we keep such a claim then, not yet sure
+    /// either way — see `truth`), or it would stay up everywhere else.
     pub(super) fn drop_peer(&mut self, peer: &CatalogueUri) {
-        if let Some(p) = self.peers.remove(peer) {
-            if p.state == PeerState::Up {
-                let ts = self.mint(self.link_value(peer, false));
-                let (a, b) = ordered(&self.cfg.uri, peer);
-                self.set_link(&a, &b, false, ts);
-            }
+        let Some(p) = self.peers.remove(peer) else {
+            return;
+        };
+        let (key, _) = self.link_value(peer, false);
+        let claimed_up = self
+            .db
+            .get(&key)
+            .is_some_and(|i| matches!(i.value, Value::Link { up: true, .. }));
+        if p.state == PeerState::Up || claimed_up {
+            let ts = self.mint(self.link_value(peer, false));
+            let (a, b) = ordered(&self.cfg.uri, peer);
+            self.set_link(&a, &b, false, ts);
         }
     }
 

@@ -69,6 +69,31 @@ pub(crate) enum Class {
 }
 
 impl Value {
+    /// A digest of the content a version carries beyond its origin and
+    /// kind: a key's value, a service's attributes, a catalogue's cluster.
+    pub(crate) fn digest(&self) -> u64 {
+        let mut h = Fnv::default();
+        match self {
+            Value::Catalogue { cluster, .. } => h.write(cluster.as_bytes()),
+            Value::Link { .. } => {}
+            Value::Service { cluster, attrs, .. } => {
+                h.write(cluster.as_bytes());
+                for (k, v) in attrs.iter().flat_map(|a| a.0.iter()) {
+                    h.write(k.as_bytes());
+                    h.write(&[0]);
+                    h.write(v.as_bytes());
+                    h.write(&[0]);
+                }
+            }
+            Value::Key { value, .. } => {
+                if let Some(v) = value {
+                    h.write(v.as_bytes());
+                }
+            }
+        }
+        h.0
+    }
+
     pub(crate) fn is_tombstone(&self) -> bool {
         match self {
             Value::Catalogue { .. } => false,
@@ -228,9 +253,12 @@ impl Value {
 }
 
 /// Total order of versions: timestamp, then origin URI, then delete over add
-/// (DESIGN §4: newer wins, ties broken by origin).
-pub(crate) fn version(value: &Value, ts: Ts) -> (Ts, &str, bool) {
-    (ts, value.origin().as_str(), value.is_tombstone())
+/// (DESIGN §4: newer wins, ties broken by origin), then a digest of the
+/// content. An honest origin never issues one timestamp twice, but a forged
+/// or buggy one may send two contents under one version; the digest makes
+/// every catalogue keep the same one of them.
+pub(crate) fn version(value: &Value, ts: Ts) -> (Ts, &str, bool, u64) {
+    (ts, value.origin().as_str(), value.is_tombstone(), value.digest())
 }
 
 impl Item {
@@ -249,7 +277,7 @@ impl Item {
         self.value.to_message(sort_key, self.ts)
     }
 
-    pub(crate) fn version(&self) -> (Ts, &str, bool) {
+    pub(crate) fn version(&self) -> (Ts, &str, bool, u64) {
         version(&self.value, self.ts)
     }
 
@@ -272,6 +300,7 @@ impl Item {
         // The whole version: equal timestamps from two origins differ.
         h.write(self.value.origin().as_str().as_bytes());
         h.write(&[u8::from(self.value.is_tombstone())]);
+        h.write(&self.value.digest().to_le_bytes());
         mix(h.0)
     }
 }

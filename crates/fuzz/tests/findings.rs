@@ -57,3 +57,27 @@ fn flooded_add_link_naming_us_during_handshake_is_refuted() {
         },
     ]);
 }
+
+/// Case seed 2240396145278844549: two fake peers send one configuration key
+/// with the same version (timestamp and origin) but different values. Each
+/// catalogue kept the first it saw and counted the other as equal, so they
+/// never converged. The version order now ends with a digest of the
+/// content, so every catalogue keeps the same one.
+#[test]
+fn one_version_with_two_contents_converges() {
+    Catalogues::default().check(&vec![
+        Op::FakeUp { node: 2, fake: 0 },
+        Op::FakeUp { node: 0, fake: 2 },
+        Op::Fake {
+            node: 2,
+            fake: 0,
+            line: "9 hookstate/srv/orders/h2 x-tvnetcs://zz:1/ 0 not%20json".into(),
+        },
+        Op::Fake {
+            node: 0,
+            fake: 2,
+            line: "9 hookstate/srv/orders/h2 x-tvnetcs://zz:1/ 0 {\"name\":\"h1\",\"endpoint\":\"http://127.0.0.1:9/\"}"
+                .into(),
+        },
+    ]);
+}

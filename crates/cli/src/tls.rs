@@ -105,7 +105,9 @@ fn make_ca(dir: &Path, days: i64) -> Result<()> {
     let key = KeyPair::generate().context("cannot generate a key")?;
     let mut params = ca_params();
     validity(&mut params, days)?;
-    let cert = params.self_signed(&key).context("cannot sign the CA certificate")?;
+    let cert = params
+        .self_signed(&key)
+        .context("cannot sign the CA certificate")?;
     write_new(&key_path, &key.serialize_pem(), 0o600)?;
     write_new(&cert_path, &cert.pem(), 0o644)?;
     eprintln!(
@@ -131,10 +133,14 @@ fn make_cert(dir: &Path, names: &[String], days: i64, force: bool) -> Result<()>
     }
     let key_pem =
         std::fs::read_to_string(&ca_key).with_context(|| format!("cannot read {}", ca_key.display()))?;
-    let ca = KeyPair::from_pem(&key_pem).with_context(|| format!("{} is not a private key", ca_key.display()))?;
+    let ca =
+        KeyPair::from_pem(&key_pem).with_context(|| format!("{} is not a private key", ca_key.display()))?;
     let issuer = Issuer::new(ca_params(), ca);
 
-    let (cert_path, key_path) = (dir.join(format!("{first}.pem")), dir.join(format!("{first}-key.pem")));
+    let (cert_path, key_path) = (
+        dir.join(format!("{first}.pem")),
+        dir.join(format!("{first}-key.pem")),
+    );
     if !force {
         refuse_existing(&[&cert_path, &key_path])?;
     }
@@ -143,12 +149,20 @@ fn make_cert(dir: &Path, names: &[String], days: i64, force: bool) -> Result<()>
     dn.push(DnType::CommonName, first.as_str());
     params.distinguished_name = dn;
     params.subject_alt_names = names.iter().map(|n| san(n)).collect::<Result<_>>()?;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     params.use_authority_key_identifier_extension = true;
     validity(&mut params, days)?;
     let key = KeyPair::generate().context("cannot generate a key")?;
-    let cert = params.signed_by(&key, &issuer).context("cannot sign the certificate")?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .context("cannot sign the certificate")?;
     if force {
         let _ = std::fs::remove_file(&key_path);
         let _ = std::fs::remove_file(&cert_path);

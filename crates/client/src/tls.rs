@@ -27,7 +27,11 @@ impl TlsOptions {
     /// From `RARANGI_TLS_CA`, `RARANGI_TLS_CERT` and `RARANGI_TLS_KEY`;
     /// None without a CA.
     pub fn from_env() -> Option<Self> {
-        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let var = |name| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         let ca = var("RARANGI_TLS_CA")?;
         let cert = var("RARANGI_TLS_CERT").zip(var("RARANGI_TLS_KEY"));
         Some(Self { ca, cert })
@@ -61,7 +65,8 @@ impl TlsOptions {
 }
 
 fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let bad = |e: rustls::pki_types::pem::Error| Error::Invalid(format!("cannot read {}: {e}", path.display()));
+    let bad =
+        |e: rustls::pki_types::pem::Error| Error::Invalid(format!("cannot read {}: {e}", path.display()));
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(bad)?
         .collect::<Result<Vec<_>, _>>()
@@ -79,7 +84,10 @@ pub(crate) async fn connect(
     tcp: TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Error> {
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     let name = ServerName::try_from(host.to_owned())
         .map_err(|e| Error::Invalid(format!("{host:?} cannot be checked against a certificate: {e}")))?;
     Ok(opts.connector()?.connect(name, tcp).await?)

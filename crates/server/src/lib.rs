@@ -25,9 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use net::TlsError;
 use rarangi_core::Catalogue;
 use rarangi_proto::Message;
-pub use net::TlsError;
 pub use settings::{ConfigError, LogFormat, ServeArgs, Settings, TlsFiles};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};

@@ -215,11 +215,21 @@ pub struct ServeArgs {
     pub peer_allow: Vec<String>,
     /// Users (uids) that may register over the Unix socket (repeatable).
     /// [default: any local user, unless --register-gid is given]
-    #[arg(long = "register-uid", env = "RARANGI_REGISTER_UID", value_name = "UID", value_delimiter = ',')]
+    #[arg(
+        long = "register-uid",
+        env = "RARANGI_REGISTER_UID",
+        value_name = "UID",
+        value_delimiter = ','
+    )]
     #[serde(default)]
     pub register_uid: Vec<u32>,
     /// Groups (gids) that may register over the Unix socket (repeatable).
-    #[arg(long = "register-gid", env = "RARANGI_REGISTER_GID", value_name = "GID", value_delimiter = ',')]
+    #[arg(
+        long = "register-gid",
+        env = "RARANGI_REGISTER_GID",
+        value_name = "GID",
+        value_delimiter = ','
+    )]
     #[serde(default)]
     pub register_gid: Vec<u32>,
 }
@@ -434,8 +444,16 @@ impl ServeArgs {
             tls_key: self.tls_key.or(file.tls_key),
             tls_verify_clients: self.tls_verify_clients || file.tls_verify_clients,
             peer_allow: list(self.peer_allow, file.peer_allow),
-            register_uid: if self.register_uid.is_empty() { file.register_uid } else { self.register_uid },
-            register_gid: if self.register_gid.is_empty() { file.register_gid } else { self.register_gid },
+            register_uid: if self.register_uid.is_empty() {
+                file.register_uid
+            } else {
+                self.register_uid
+            },
+            register_gid: if self.register_gid.is_empty() {
+                file.register_gid
+            } else {
+                self.register_gid
+            },
         }
     }
 

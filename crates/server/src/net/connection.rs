@@ -162,7 +162,12 @@ fn may_register(origin: Origin, allow: &[ipnet::IpNet]) -> bool {
 /// TLS its certificate must name the host of the URI it claims (so no
 /// catalogue can speak as another); in plain text its address must be in
 /// `--peer-allow`, when given.
-fn may_link(origin: Origin, creds: &Credentials, peer: &CatalogueUri, allow: &[ipnet::IpNet]) -> Result<(), String> {
+fn may_link(
+    origin: Origin,
+    creds: &Credentials,
+    peer: &CatalogueUri,
+    allow: &[ipnet::IpNet],
+) -> Result<(), String> {
     match (creds, origin) {
         (Credentials::Tls(None), _) => Err("a catalogue link needs a certificate signed by the CA".into()),
         (Credentials::Tls(Some(cert)), _) => {
@@ -170,7 +175,9 @@ fn may_link(origin: Origin, creds: &Credentials, peer: &CatalogueUri, allow: &[i
             if super::tls::names_host(cert, host) {
                 Ok(())
             } else {
-                Err(format!("the certificate does not name {host}, the host of {peer}"))
+                Err(format!(
+                    "the certificate does not name {host}, the host of {peer}"
+                ))
             }
         }
         (Credentials::Plain, Origin::Tcp(addr)) if !allow.is_empty() => {

@@ -35,7 +35,13 @@ impl Listener {
                         let _ = s.set_nodelay(true);
                         match &shared.tls {
                             None => {
-                                let conn = accepted(s, Origin::Tcp(addr), Credentials::Plain, Some(permit), shared.clone());
+                                let conn = accepted(
+                                    s,
+                                    Origin::Tcp(addr),
+                                    Credentials::Plain,
+                                    Some(permit),
+                                    shared.clone(),
+                                );
                                 tokio::spawn(conn);
                             }
                             Some(_) => {
@@ -51,7 +57,13 @@ impl Listener {
             Listener::Unix(l) => {
                 let (s, _) = l.accept().await?;
                 let who = s.peer_cred().ok().map(|c| (c.uid(), c.gid()));
-                tokio::spawn(accepted(s, Origin::Unix, Credentials::Local(who), None, shared.clone()));
+                tokio::spawn(accepted(
+                    s,
+                    Origin::Unix,
+                    Credentials::Local(who),
+                    None,
+                    shared.clone(),
+                ));
             }
         }
         Ok(())
@@ -70,7 +82,12 @@ impl Listener {
 /// timeout), then serves it with the certificate it presented. A client
 /// speaking plain text or holding a certificate of another CA is refused
 /// here, and logged with its address.
-async fn handshake(s: TcpStream, addr: std::net::SocketAddr, permit: super::limits::Permit, shared: Arc<Shared>) {
+async fn handshake(
+    s: TcpStream,
+    addr: std::net::SocketAddr,
+    permit: super::limits::Permit,
+    shared: Arc<Shared>,
+) {
     let Some(tls) = &shared.tls else { return };
     let timeout = shared.settings.handshake_timeout;
     let stream = match tokio::time::timeout(timeout, tls.accept(s)).await {
@@ -90,7 +107,14 @@ async fn handshake(s: TcpStream, addr: std::net::SocketAddr, permit: super::limi
         .peer_certificates()
         .and_then(|c| c.first())
         .map(|c| c.clone().into_owned());
-    accepted(stream, Origin::Tcp(addr), Credentials::Tls(cert), Some(permit), shared).await;
+    accepted(
+        stream,
+        Origin::Tcp(addr),
+        Credentials::Tls(cert),
+        Some(permit),
+        shared,
+    )
+    .await;
 }
 
 /// Tells a refused line-protocol connection why, without waiting on it.

@@ -297,7 +297,9 @@ async fn plain_text_peer_allow_refuses_strangers() {
         .unwrap();
     let b = cat("development", "default", &[&a.addr]);
     let svc = "tcp://10.0.0.3:80/x";
-    let _held = spawn_register(&b, svc);
+    let _held = rarangi_client::register(&b.opts(), svc, Default::default())
+        .await
+        .unwrap();
     eventually_lookup(&a, "", &[svc]).await;
     let s = connect_from("127.0.0.5", &a.addr).await;
     let (lines, closed) = exchange_on(s, &rogue_lines("127.0.0.5:1", &b.addr, svc)).await;

@@ -387,4 +387,35 @@ mod tests {
         assert!(!may_register(tcp("10.2.0.1:5"), &allow));
         assert!(!may_register(tcp("[::ffff:10.2.0.1]:5"), &allow));
     }
+
+    #[test]
+    fn who_may_link() {
+        let peer = CatalogueUri::from_addr("10.1.2.3:4790").unwrap();
+        let tcp = |a: &str| Origin::Tcp(a.parse().unwrap());
+        let allow: Vec<ipnet::IpNet> = vec!["10.1.0.0/16".parse().unwrap()];
+        assert!(may_link(tcp("10.9.0.1:5"), &Credentials::Plain, &peer, &[]).is_ok());
+        assert!(may_link(tcp("10.1.0.1:5"), &Credentials::Plain, &peer, &allow).is_ok());
+        assert!(may_link(tcp("[::ffff:10.1.0.1]:5"), &Credentials::Plain, &peer, &allow).is_ok());
+        assert!(may_link(tcp("10.9.0.1:5"), &Credentials::Plain, &peer, &allow).is_err());
+        // Over TLS, no certificate: never a peer, whatever the address.
+        assert!(may_link(tcp("10.1.0.1:5"), &Credentials::Tls(None), &peer, &[]).is_err());
+    }
+
+    #[test]
+    fn who_may_register_locally() {
+        let mut s = crate::settings::ServeArgs {
+            env: Some("development".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(local_may_register(Some((1000, 1000)), &s));
+        assert!(local_may_register(None, &s));
+        s.register_uid = vec![0];
+        s.register_gid = vec![50];
+        assert!(local_may_register(Some((0, 0)), &s));
+        assert!(local_may_register(Some((1000, 50)), &s));
+        assert!(!local_may_register(Some((1000, 1000)), &s));
+        assert!(!local_may_register(None, &s));
+    }
 }

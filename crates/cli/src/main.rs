@@ -1,5 +1,7 @@
 //! The `rarangi` command.
 
+mod tls;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
-use rarangi_client::{register, subscribe, Connection, Endpoint, Event, Instance, Options};
+use rarangi_client::{register, subscribe, Connection, Endpoint, Event, Instance, Options, TlsOptions};
 use rarangi_proto::{Attrs, CatalogueUri, Message};
 use serde_json::json;
 
@@ -36,15 +38,30 @@ struct Target {
     /// A catalogue's Unix socket instead of this host's.
     #[arg(long, value_name = "PATH")]
     unix: Option<PathBuf>,
+    /// CA certificate to verify catalogues with TLS by (TCP only; the Unix
+    /// socket stays plain).
+    #[arg(long, env = "RARANGI_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Our certificate, signed by the CA: needed to register over TLS.
+    #[arg(long, env = "RARANGI_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert.
+    #[arg(long, env = "RARANGI_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 impl Target {
     fn options(&self) -> Options {
-        match (&self.catalogue, &self.unix) {
+        let opts = match (&self.catalogue, &self.unix) {
             (Some(addr), _) => Options::endpoints(&self.env, vec![Endpoint::Tcp(addr.clone())]),
             (None, Some(path)) => Options::endpoints(&self.env, vec![Endpoint::Unix(path.clone())]),
             (None, None) => Options::local(&self.env),
-        }
+        };
+        let tls = self.tls_ca.clone().map(|ca| TlsOptions {
+            ca,
+            cert: self.tls_cert.clone().zip(self.tls_key.clone()),
+        });
+        opts.with_tls(tls)
     }
 }
 
@@ -94,6 +111,9 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Make a certificate authority and certificates for mutual TLS.
+    #[command(subcommand)]
+    Tls(tls::TlsCommand),
 }
 
 /// mimalloc keeps less memory per block and returns freed memory to the
@@ -130,6 +150,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lookup { regex, json, target } => lookup(&regex, json, &target).await,
         Command::Watch { regex, json, target } => watch(&regex, json, &target).await,
         Command::Topology { json, target } => topology(json, &target).await,
+        Command::Tls(cmd) => tls::run(&cmd).map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -11,6 +11,8 @@ use rarangi_proto::{CatalogueUri, ErrorCode, Message, DEFAULT_MAX_LINE};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
+use crate::tls::TlsOptions;
+
 /// Where a catalogue listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -36,6 +38,9 @@ pub struct Options {
     pub environment: String,
     /// Places to try, in order; the first that answers is used.
     pub endpoints: Vec<Endpoint>,
+    /// TLS for TCP endpoints (the Unix socket stays plain). The
+    /// constructors take it from `RARANGI_TLS_CA/CERT/KEY`.
+    pub tls: Option<TlsOptions>,
 }
 
 impl Options {
@@ -53,6 +58,7 @@ impl Options {
         Self {
             environment: environment.to_owned(),
             endpoints,
+            tls: TlsOptions::from_env(),
         }
     }
 
@@ -61,7 +67,15 @@ impl Options {
         Self {
             environment: environment.to_owned(),
             endpoints,
+            tls: TlsOptions::from_env(),
         }
+    }
+
+    /// With these TLS files for TCP endpoints.
+    #[must_use]
+    pub fn with_tls(mut self, tls: Option<TlsOptions>) -> Self {
+        self.tls = tls;
+        self
     }
 }
 
@@ -126,7 +140,7 @@ impl Connection {
     pub async fn connect(opts: &Options) -> Result<Self, Error> {
         let mut failures = Vec::new();
         for ep in &opts.endpoints {
-            match Self::connect_one(ep, &opts.environment).await {
+            match Self::connect_one(ep, opts).await {
                 Ok(c) => return Ok(c),
                 Err(e @ Error::EnvMismatch { .. }) => return Err(e),
                 Err(e) => failures.push(format!("{ep}: {e}")),
@@ -138,15 +152,27 @@ impl Connection {
         Err(Error::Unreachable(failures.join("; ")))
     }
 
-    async fn connect_one(ep: &Endpoint, environment: &str) -> Result<Self, Error> {
+    async fn connect_one(ep: &Endpoint, opts: &Options) -> Result<Self, Error> {
+        let environment = opts.environment.as_str();
         let (r, w): (ReadHalf, WriteHalf) = match ep {
             Endpoint::Tcp(addr) => {
                 let s = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
                     .await
                     .map_err(|_| Error::Unreachable("timed out".into()))??;
                 let _ = s.set_nodelay(true);
-                let (r, w) = s.into_split();
-                (Box::pin(r), Box::pin(w))
+                match &opts.tls {
+                    None => {
+                        let (r, w) = s.into_split();
+                        (Box::pin(r), Box::pin(w))
+                    }
+                    Some(tls) => {
+                        let s = tokio::time::timeout(CONNECT_TIMEOUT, crate::tls::connect(tls, addr, s))
+                            .await
+                            .map_err(|_| Error::Unreachable("TLS handshake timed out".into()))??;
+                        let (r, w) = tokio::io::split(s);
+                        (Box::pin(r), Box::pin(w))
+                    }
+                }
             }
             Endpoint::Unix(path) => {
                 let s = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::UnixStream::connect(path))

@@ -11,6 +11,9 @@
 //!   stays equal to the catalogue's view across reconnects.
 //! - [`Resolver`]: a live cache answering `resolve(name)` in locality order.
 //!
+//! - [`TlsOptions`]: TLS to TCP endpoints (CA, and a certificate to
+//!   register), from `RARANGI_TLS_*` by default.
+//!
 //! This crate does not depend on the server.
 
 #![forbid(unsafe_code)]
@@ -19,11 +22,13 @@ mod connection;
 mod registration;
 mod resolver;
 mod subscription;
+mod tls;
 
 pub use connection::{Connection, Endpoint, Error, Options};
 pub use registration::{register, Registration};
 pub use resolver::{order_by_locality, Resolver};
 pub use subscription::{lookup, subscribe, Event, Instance, Subscription};
+pub use tls::TlsOptions;
 
 pub use rarangi_proto::{Attrs, CatalogueUri, ServiceUri};
 

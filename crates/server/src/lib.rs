@@ -2,7 +2,7 @@
 //! [`rarangi_core::Catalogue`]. Layout by concern:
 //!
 //! - `net/`: listeners (TCP, Unix socket), connections and their send
-//!   queues, the dialer with back-off (later TLS);
+//!   queues, the dialer with back-off, TLS (`net/tls.rs`);
 //! - `driver/`: the one task that owns the core: events in, outputs out,
 //!   and the read model it publishes after each batch;
 //! - `http/`: the HTTP API, one file per resource family;
@@ -25,9 +25,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use net::TlsError;
 use rarangi_core::Catalogue;
 use rarangi_proto::Message;
-pub use settings::{ConfigError, LogFormat, ServeArgs, Settings};
+pub use settings::{ConfigError, LogFormat, ServeArgs, Settings, TlsFiles};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinError;
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     http_base: String,
     /// Caps on client connections, line protocol and HTTP together.
     gate: Arc<net::Gate>,
+    /// TLS on the TCP port and links, when configured.
+    tls: Option<Arc<net::Tls>>,
 }
 
 impl Shared {
@@ -85,6 +88,9 @@ pub enum ServeError {
     /// The driver task panicked.
     #[error("the driver task panicked")]
     DriverPanicked(#[source] JoinError),
+    /// The TLS certificate, key or CA cannot be used.
+    #[error("cannot set up TLS")]
+    Tls(#[source] TlsError),
 }
 
 /// An error and its causes on one line (`a: b: c`), for logs and answers.
@@ -118,6 +124,12 @@ pub fn init_logging(format: LogFormat) {
 /// Runs a catalogue until `shutdown` is cancelled (or SIGTERM/SIGINT when
 /// called from the command line).
 pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let tls = match &settings.tls {
+        Some(files) => Some(Arc::new(
+            net::Tls::load(files, settings.tls_verify_clients).map_err(ServeError::Tls)?,
+        )),
+        None => None,
+    };
     let nofile = net::raise_nofile();
     let store = Store::open(&settings.data_dir).map_err(ServeError::Store)?;
     let (durable, clock) = store.load().map_err(ServeError::Store)?;
@@ -167,6 +179,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
             settings.http.map_or(0, |a| a.port())
         ),
         gate: Arc::new(net::Gate::new(&settings, nofile)),
+        tls: tls.clone(),
     });
     tracing::info!(
         uri = %settings.uri,
@@ -177,8 +190,19 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         data_dir = %settings.data_dir.display(),
         max_connections = shared.gate.total(),
         max_connections_per_ip = settings.max_connections_per_ip,
+        tls = tls.is_some(),
         "catalogue started"
     );
+    if tls.is_none() && !settings.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %settings.listen,
+            "catalogue links are not authenticated: anyone who reaches {} can join as a peer; use --tls-ca/--tls-cert/--tls-key (or at least --peer-allow)",
+            settings.listen
+        );
+    }
+    if let Some(tls) = tls {
+        tokio::spawn(reload_on_sighup(tls, shutdown.clone()));
+    }
     let http_listener = match settings.http {
         Some(addr) => {
             Some(
@@ -235,6 +259,27 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     let _ = tokio::time::timeout(Duration::from_secs(2), done_rx.recv()).await;
     tracing::info!("stopped");
     outcome
+}
+
+/// Re-reads the TLS files on SIGHUP: new handshakes use them, links up
+/// stay up; unusable files keep the old configuration.
+async fn reload_on_sighup(tls: Arc<net::Tls>, stop: CancellationToken) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot catch SIGHUP; TLS files will not be reloaded");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            got = hup.recv() => if got.is_none() { return },
+        }
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate, key and CA reloaded"),
+            Err(e) => {
+                tracing::error!(error = %error_chain(&e), "SIGHUP: cannot reload TLS files; keeping the old ones")
+            }
+        }
+    }
 }
 
 /// How the driver task ended, as the daemon's result.

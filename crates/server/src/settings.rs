@@ -201,6 +201,51 @@ pub struct ServeArgs {
     /// regex shared by many connections counted once. [default: 134217728]
     #[arg(long, env = "RARANGI_REGEX_BUDGET", value_name = "BYTES")]
     pub regex_budget: Option<usize>,
+    /// CA certificate (PEM) that signs every catalogue's and registering
+    /// client's certificate; with --tls-cert and --tls-key it turns TLS on
+    /// for the line-protocol TCP port and catalogue links.
+    #[arg(long, env = "RARANGI_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// This catalogue's certificate (PEM), naming the host of its URI.
+    #[arg(long, env = "RARANGI_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "RARANGI_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// With TLS, refuse clients without a certificate signed by the CA
+    /// (by default they may look up and subscribe, not register).
+    #[arg(long, env = "RARANGI_TLS_VERIFY_CLIENTS")]
+    #[serde(default)]
+    pub tls_verify_clients: bool,
+    /// Without TLS, only these networks may link as peers (repeatable).
+    /// [default: any address]
+    #[arg(
+        long = "peer-allow",
+        env = "RARANGI_PEER_ALLOW",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub peer_allow: Vec<String>,
+    /// Users (uids) that may register over the Unix socket (repeatable).
+    /// [default: any local user, unless --register-gid is given]
+    #[arg(
+        long = "register-uid",
+        env = "RARANGI_REGISTER_UID",
+        value_name = "UID",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub register_uid: Vec<u32>,
+    /// Groups (gids) that may register over the Unix socket (repeatable).
+    #[arg(
+        long = "register-gid",
+        env = "RARANGI_REGISTER_GID",
+        value_name = "GID",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub register_gid: Vec<u32>,
 }
 
 /// A setting that cannot be used, with what to do about it.
@@ -290,6 +335,27 @@ pub struct Settings {
     pub regex_budget_per_connection: usize,
     /// Compiled-regex bytes per catalogue.
     pub regex_budget: usize,
+    /// TLS files, when TLS is on.
+    pub tls: Option<TlsFiles>,
+    /// With TLS: clients need a certificate for anything.
+    pub tls_verify_clients: bool,
+    /// Without TLS: networks that may link as peers (empty: any).
+    pub peer_allow: Vec<IpNet>,
+    /// Uids that may register over the Unix socket.
+    pub register_uid: Vec<u32>,
+    /// Gids that may register over the Unix socket.
+    pub register_gid: Vec<u32>,
+}
+
+/// The certificate files of a catalogue with TLS on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// CA certificate(s), PEM.
+    pub ca: PathBuf,
+    /// This catalogue's certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Its private key, PEM.
+    pub key: PathBuf,
 }
 
 /// Where the memory guard engages.
@@ -400,6 +466,21 @@ impl ServeArgs {
                 .regex_budget_per_connection
                 .or(file.regex_budget_per_connection),
             regex_budget: self.regex_budget.or(file.regex_budget),
+            tls_ca: self.tls_ca.or(file.tls_ca),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            tls_verify_clients: self.tls_verify_clients || file.tls_verify_clients,
+            peer_allow: list(self.peer_allow, file.peer_allow),
+            register_uid: if self.register_uid.is_empty() {
+                file.register_uid
+            } else {
+                self.register_uid
+            },
+            register_gid: if self.register_gid.is_empty() {
+                file.register_gid
+            } else {
+                self.register_gid
+            },
         }
     }
 
@@ -437,19 +518,17 @@ impl ServeArgs {
                 "--dead-after-ms ({dead_after_ms}) must be greater than --heartbeat-ms ({heartbeat_ms}), which must be positive"
             )));
         }
-        let allow_register = self
-            .allow_register
-            .iter()
-            .map(|c| {
-                c.parse::<IpNet>()
-                    .or_else(|_| c.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        ConfigError::Invalid(format!(
-                            "--allow-register {c:?} is not a CIDR such as 10.0.0.0/8"
-                        ))
-                    })
-            })
-            .collect::<Result<_, _>>()?;
+        let allow_register = cidrs(&self.allow_register, "--allow-register")?;
+        let peer_allow = cidrs(&self.peer_allow, "--peer-allow")?;
+        let tls = match (self.tls_ca, self.tls_cert, self.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca, cert, key }),
+            (None, None, None) if !self.tls_verify_clients => None,
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "TLS needs all of --tls-ca, --tls-cert and --tls-key (--tls-verify-clients too)".into(),
+                ))
+            }
+        };
         let max_line = self.max_line.unwrap_or(rarangi_proto::DEFAULT_MAX_LINE);
         if max_line < 1024 {
             return Err(ConfigError::Invalid(
@@ -521,8 +600,23 @@ impl ServeArgs {
             regex_budget: self
                 .regex_budget
                 .unwrap_or(rarangi_core::DEFAULT_REGEX_BYTES_TOTAL),
+            tls,
+            tls_verify_clients: self.tls_verify_clients,
+            peer_allow,
+            register_uid: self.register_uid,
+            register_gid: self.register_gid,
         })
     }
+}
+
+fn cidrs(list: &[String], what: &str) -> Result<Vec<IpNet>, ConfigError> {
+    list.iter()
+        .map(|c| {
+            c.parse::<IpNet>()
+                .or_else(|_| c.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError::Invalid(format!("{what} {c:?} is not a CIDR such as 10.0.0.0/8")))
+        })
+        .collect()
 }
 
 fn resolve_addr(s: &str, what: &str) -> Result<SocketAddr, ConfigError> {

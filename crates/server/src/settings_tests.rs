@@ -233,3 +233,35 @@ fn memory_limits_are_shares_sizes_or_off() {
     assert_eq!(s.memory_limit, MemoryLimit::Share(80));
     assert_eq!(s.max_connections_per_ip, Some(DEFAULT_MAX_CONNECTIONS_PER_IP));
 }
+
+#[test]
+fn tls_needs_all_three_files_and_peer_allow_takes_cidrs() {
+    let e = ServeArgs {
+        tls_ca: Some("ca.pem".into()),
+        ..ServeArgs::default()
+    }
+    .resolve_for(&user())
+    .unwrap_err();
+    assert!(chain(&e).contains("--tls-key"), "{e}");
+    let path = file(
+        "tls.toml",
+        "tls-ca = \"ca.pem\"\ntls-cert = \"c.pem\"\ntls-key = \"k.pem\"\npeer-allow = [\"10.0.0.0/8\"]\nregister-uid = [0]\n",
+    );
+    let s = ServeArgs {
+        config: Some(path),
+        ..ServeArgs::default()
+    }
+    .resolve_for(&user())
+    .unwrap();
+    let tls = s.tls.expect("TLS on");
+    assert_eq!(tls.key, PathBuf::from("k.pem"));
+    assert_eq!(s.peer_allow, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+    assert_eq!(s.register_uid, vec![0]);
+    let e = ServeArgs {
+        peer_allow: vec!["nope".into()],
+        ..ServeArgs::default()
+    }
+    .resolve_for(&user())
+    .unwrap_err();
+    assert!(chain(&e).contains("--peer-allow"), "{e}");
+}

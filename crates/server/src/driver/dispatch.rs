@@ -120,6 +120,13 @@ impl Driver {
                 PersistOp::Key(rec) => seen.push(Seen::Key(rec)),
                 PersistOp::Collect { key, .. } => seen.push(Seen::Collected(key)),
             },
+            // One peer whose clock runs ahead must not drag every clock
+            // forward: its ERROR is queued, then the link is dropped.
+            Output::Notice(Notice::ClockSkew { peer, detail }) => {
+                if let Some(conn) = self.peers.get(&peer).map(|l| l.conn) {
+                    self.drop_peer(&peer, conn, &format!("clock skew: {detail}"));
+                }
+            }
             Output::Notice(n) => log_notice(&n),
         }
     }
@@ -257,7 +264,6 @@ fn log_notice(n: &Notice) {
             }
         }
         Notice::Leader(l) => tracing::info!(leader = %l, "leader changed"),
-        Notice::ClockSkew { peer, detail } => tracing::error!(peer = %peer, detail, "clock skew"),
         Notice::PeerProtocol { peer, detail } => {
             tracing::warn!(peer = %peer, detail, "protocol problem on link")
         }

@@ -13,7 +13,7 @@ use tokio_util::codec::FramedRead;
 
 use super::limits::{Permit, Refusal};
 use super::queue::{spawn_writer, Budget};
-use super::Origin;
+use super::{Credentials, Origin};
 use crate::driver::Event;
 use crate::Shared;
 
@@ -55,8 +55,15 @@ fn too_long(max: usize) -> String {
 /// Serves an accepted connection: we speak first. `permit` is its place
 /// under the connection caps (None on the Unix socket), held while it
 /// lasts; one admitted beyond the total cap may only become a peer link.
-pub(super) async fn accepted<S>(stream: S, origin: Origin, permit: Option<Permit>, shared: Arc<Shared>)
-where
+/// `creds` say who the transport vouches for: they decide who may link
+/// and who may register.
+pub(super) async fn accepted<S>(
+    stream: S,
+    origin: Origin,
+    creds: Credentials,
+    permit: Option<Permit>,
+    shared: Arc<Shared>,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (r, mut w) = tokio::io::split(stream);
@@ -94,6 +101,12 @@ where
     if let Ok(msg @ Message::Welcome { .. }) = &parsed {
         match check_welcome(&shared.core_config, None, msg) {
             WelcomeVerdict::Link { peer, .. } => {
+                if let Err(why) = may_link(origin, &creds, &peer, &shared.settings.peer_allow) {
+                    tracing::warn!(?origin, claimed = %peer, "refused a catalogue link: {why}");
+                    let refusal = Message::error(ErrorCode::NotAllowed, why).encode();
+                    say_and_close(&mut w, refusal).await;
+                    return;
+                }
                 run_peer(lines, w, peer, false, shared).await;
             }
             WelcomeVerdict::EnvMismatch { peer, theirs } => {
@@ -113,7 +126,12 @@ where
         }
         return;
     }
-    let may_register = may_register(origin, &shared.settings.allow_register);
+    let may_register = match &creds {
+        Credentials::Plain => may_register(origin, &shared.settings.allow_register),
+        // Over TLS the certificate, not the address, decides.
+        Credentials::Tls(cert) => cert.is_some(),
+        Credentials::Local(who) => local_may_register(*who, &shared.settings),
+    };
     run_client(lines, w, parsed, may_register, shared).await;
     drop(permit);
 }
@@ -134,12 +152,60 @@ fn may_register(origin: Origin, allow: &[ipnet::IpNet]) -> bool {
     match origin {
         Origin::Unix => true,
         Origin::Tcp(addr) => {
-            let ip = match addr.ip() {
-                std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(std::net::IpAddr::V6(v6), Into::into),
-                v4 => v4,
-            };
+            let ip = canonical(addr.ip());
             ip.is_loopback() || allow.iter().any(|n| n.contains(&ip))
         }
+    }
+}
+
+/// Whether a connection that sent a WELCOME claiming `peer` may link: over
+/// TLS its certificate must name the host of the URI it claims (so no
+/// catalogue can speak as another); in plain text its address must be in
+/// `--peer-allow`, when given.
+fn may_link(
+    origin: Origin,
+    creds: &Credentials,
+    peer: &CatalogueUri,
+    allow: &[ipnet::IpNet],
+) -> Result<(), String> {
+    match (creds, origin) {
+        (Credentials::Tls(None), _) => Err("a catalogue link needs a certificate signed by the CA".into()),
+        (Credentials::Tls(Some(cert)), _) => {
+            let host = super::tls::host_of(peer.addr());
+            if super::tls::names_host(cert, host) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the certificate does not name {host}, the host of {peer}"
+                ))
+            }
+        }
+        (Credentials::Plain, Origin::Tcp(addr)) if !allow.is_empty() => {
+            let ip = canonical(addr.ip());
+            if allow.iter().any(|n| n.contains(&ip)) {
+                Ok(())
+            } else {
+                Err(format!("{ip} is not in --peer-allow"))
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// On the Unix socket, `--register-uid`/`--register-gid` (when given) say
+/// who may register; unknown credentials may not, then.
+fn local_may_register(who: Option<(u32, u32)>, settings: &crate::Settings) -> bool {
+    if settings.register_uid.is_empty() && settings.register_gid.is_empty() {
+        return true;
+    }
+    who.is_some_and(|(uid, gid)| settings.register_uid.contains(&uid) || settings.register_gid.contains(&gid))
+}
+
+/// An IPv4 address mapped into IPv6 as the IPv4 address.
+fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(std::net::IpAddr::V6(v6), Into::into),
+        v4 => v4,
     }
 }
 
@@ -323,5 +389,36 @@ mod tests {
         assert!(may_register(tcp("10.1.2.3:5"), &allow));
         assert!(!may_register(tcp("10.2.0.1:5"), &allow));
         assert!(!may_register(tcp("[::ffff:10.2.0.1]:5"), &allow));
+    }
+
+    #[test]
+    fn who_may_link() {
+        let peer = CatalogueUri::from_addr("10.1.2.3:4790").unwrap();
+        let tcp = |a: &str| Origin::Tcp(a.parse().unwrap());
+        let allow: Vec<ipnet::IpNet> = vec!["10.1.0.0/16".parse().unwrap()];
+        assert!(may_link(tcp("10.9.0.1:5"), &Credentials::Plain, &peer, &[]).is_ok());
+        assert!(may_link(tcp("10.1.0.1:5"), &Credentials::Plain, &peer, &allow).is_ok());
+        assert!(may_link(tcp("[::ffff:10.1.0.1]:5"), &Credentials::Plain, &peer, &allow).is_ok());
+        assert!(may_link(tcp("10.9.0.1:5"), &Credentials::Plain, &peer, &allow).is_err());
+        // Over TLS, no certificate: never a peer, whatever the address.
+        assert!(may_link(tcp("10.1.0.1:5"), &Credentials::Tls(None), &peer, &[]).is_err());
+    }
+
+    #[test]
+    fn who_may_register_locally() {
+        let mut s = crate::settings::ServeArgs {
+            env: Some("development".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(local_may_register(Some((1000, 1000)), &s));
+        assert!(local_may_register(None, &s));
+        s.register_uid = vec![0];
+        s.register_gid = vec![50];
+        assert!(local_may_register(Some((0, 0)), &s));
+        assert!(local_may_register(Some((1000, 50)), &s));
+        assert!(!local_may_register(Some((1000, 1000)), &s));
+        assert!(!local_may_register(None, &s));
     }
 }

@@ -31,6 +31,10 @@ enum DialError {
     BadWelcome(#[source] ParseError),
     #[error("expected WELCOME, got {0}")]
     NotWelcome(&'static str),
+    #[error("TLS handshake failed")]
+    Tls(#[source] std::io::Error),
+    #[error("its certificate does not name {host}, the host of the URI {peer} it claims")]
+    NotNamed { peer: CatalogueUri, host: String },
 }
 
 /// Keeps a configured peer linked: dial, run, back off, repeat.
@@ -93,6 +97,36 @@ async fn dial(addr: &str, expected: Option<&CatalogueUri>, shared: Arc<Shared>) 
         Err(_) => return DialOutcome::Failed(DialError::ConnectTimeout),
     };
     let _ = stream.set_nodelay(true);
+    let Some(tls) = &shared.tls else {
+        return handshake(stream, None, expected, shared).await;
+    };
+    let host = super::tls::host_of(addr).to_owned();
+    let stream = match tokio::time::timeout(Duration::from_secs(10), tls.connect(&host, stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return DialOutcome::Failed(DialError::Tls(e)),
+        Err(_) => return DialOutcome::Failed(DialError::Tls(std::io::ErrorKind::TimedOut.into())),
+    };
+    let cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.clone().into_owned());
+    handshake(stream, cert, expected, shared).await
+}
+
+/// WELCOMEs exchanged on a dialed connection, then the link. With TLS,
+/// `cert` is the acceptor's verified certificate: it must also name the
+/// host of the URI the acceptor claims.
+async fn handshake<S>(
+    stream: S,
+    cert: Option<rustls::pki_types::CertificateDer<'static>>,
+    expected: Option<&CatalogueUri>,
+    shared: Arc<Shared>,
+) -> DialOutcome
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
     let (r, mut w) = tokio::io::split(stream);
     let mut lines = lines(r, shared.settings.max_line);
     let first = match tokio::time::timeout(Duration::from_secs(10), read_line(&mut lines)).await {
@@ -106,6 +140,11 @@ async fn dial(addr: &str, expected: Option<&CatalogueUri>, shared: Arc<Shared>) 
     };
     match check_welcome(&shared.core_config, expected, &msg) {
         WelcomeVerdict::Link { peer, .. } => {
+            let host = super::tls::host_of(peer.addr());
+            if cert.as_ref().is_some_and(|c| !super::tls::names_host(c, host)) {
+                let host = host.to_owned();
+                return DialOutcome::Failed(DialError::NotNamed { peer, host });
+            }
             if w.write_all(format!("{}\n", shared.welcome.encode()).as_bytes())
                 .await
                 .is_err()

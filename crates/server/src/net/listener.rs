@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connection::accepted;
 use super::limits::Refusal;
-use super::Origin;
+use super::{Credentials, Origin};
 use crate::Shared;
 
 /// A listening socket of the line protocol.
@@ -33,7 +33,21 @@ impl Listener {
                 match shared.gate.admit(addr.ip(), true) {
                     Ok(permit) => {
                         let _ = s.set_nodelay(true);
-                        tokio::spawn(accepted(s, Origin::Tcp(addr), Some(permit), shared.clone()));
+                        match &shared.tls {
+                            None => {
+                                let conn = accepted(
+                                    s,
+                                    Origin::Tcp(addr),
+                                    Credentials::Plain,
+                                    Some(permit),
+                                    shared.clone(),
+                                );
+                                tokio::spawn(conn);
+                            }
+                            Some(_) => {
+                                tokio::spawn(handshake(s, addr, permit, shared.clone()));
+                            }
+                        }
                     }
                     Err(why) => refuse_line(&s, &why),
                 }
@@ -42,7 +56,14 @@ impl Listener {
             // must get in when remote clients have taken their share.
             Listener::Unix(l) => {
                 let (s, _) = l.accept().await?;
-                tokio::spawn(accepted(s, Origin::Unix, None, shared.clone()));
+                let who = s.peer_cred().ok().map(|c| (c.uid(), c.gid()));
+                tokio::spawn(accepted(
+                    s,
+                    Origin::Unix,
+                    Credentials::Local(who),
+                    None,
+                    shared.clone(),
+                ));
             }
         }
         Ok(())
@@ -55,6 +76,45 @@ impl Listener {
             Listener::Unix(l) => l.accept().await.map(drop),
         }
     }
+}
+
+/// Runs the TLS handshake of an accepted connection (within the handshake
+/// timeout), then serves it with the certificate it presented. A client
+/// speaking plain text or holding a certificate of another CA is refused
+/// here, and logged with its address.
+async fn handshake(
+    s: TcpStream,
+    addr: std::net::SocketAddr,
+    permit: super::limits::Permit,
+    shared: Arc<Shared>,
+) {
+    let Some(tls) = &shared.tls else { return };
+    let timeout = shared.settings.handshake_timeout;
+    let stream = match tokio::time::timeout(timeout, tls.accept(s)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::warn!(peer = %addr, error = %e, "refused a connection: TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(peer = %addr, "refused a connection: no TLS handshake within {} ms", timeout.as_millis());
+            return;
+        }
+    };
+    let cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.clone().into_owned());
+    accepted(
+        stream,
+        Origin::Tcp(addr),
+        Credentials::Tls(cert),
+        Some(permit),
+        shared,
+    )
+    .await;
 }
 
 /// Tells a refused line-protocol connection why, without waiting on it.

@@ -1,13 +1,14 @@
 //! The network edge of the line protocol: listeners (TCP, Unix socket),
 //! connections (reader and writer tasks, send queues bounded in lines and
 //! bytes), connection caps with a descriptor reserve, and the dialer.
-//! TLS will wrap the streams here (`tls.rs`) before `connection` sees them.
+//! TLS wraps the TCP streams here (`tls.rs`) before `connection` sees them.
 
 mod connection;
 mod dialer;
 mod limits;
 mod listener;
 mod queue;
+mod tls;
 
 use std::net::SocketAddr;
 
@@ -15,6 +16,8 @@ pub(crate) use dialer::dial_loop;
 pub(crate) use limits::{raise_nofile, Gate, Refusal};
 pub(crate) use listener::{accept_loop, bind_unix, AcceptErrors, Listener};
 pub(crate) use queue::Handle;
+pub(crate) use tls::Tls;
+pub use tls::TlsError;
 
 /// Where a connection came from.
 #[derive(Debug, Clone, Copy)]
@@ -23,4 +26,17 @@ pub(crate) enum Origin {
     Unix,
     /// A TCP peer address.
     Tcp(SocketAddr),
+}
+
+/// What the transport tells about who is at the other end.
+#[derive(Debug, Clone)]
+pub(crate) enum Credentials {
+    /// Plain TCP: only the address.
+    Plain,
+    /// TLS: the client certificate, verified against the CA, if one was
+    /// presented.
+    Tls(Option<rustls::pki_types::CertificateDer<'static>>),
+    /// The Unix socket: the connecting process's user and group, if the
+    /// kernel told them.
+    Local(Option<(u32, u32)>),
 }

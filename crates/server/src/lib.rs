@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
 mod clock;
 mod driver;
 pub mod http;
@@ -32,6 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinError;
 pub use tokio_util::sync::CancellationToken;
+pub use webhook::WebhookSetupError;
 
 use crate::driver::view::View;
 use crate::driver::{Driver, DriverError, Event};
@@ -51,6 +53,8 @@ pub(crate) struct Shared {
     view: watch::Receiver<Arc<View>>,
     /// `http://HOST:PORT` of our HTTP API, for webhook payloads.
     http_base: String,
+    /// The webhook client (`--hook-allow`, `--hook-ca`).
+    webhooks: webhook::Webhooks,
     /// Caps on client connections, line protocol and HTTP together.
     gate: Arc<net::Gate>,
 }
@@ -79,6 +83,9 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// The webhook client could not be set up.
+    #[error("webhooks")]
+    Webhooks(#[source] webhook::WebhookSetupError),
     /// The driver task failed.
     #[error("the driver task failed")]
     Driver(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -119,6 +126,7 @@ pub fn init_logging(format: LogFormat) {
 /// called from the command line).
 pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<(), ServeError> {
     let nofile = net::raise_nofile();
+    let webhooks = webhook::Webhooks::new(&settings).map_err(ServeError::Webhooks)?;
     let store = Store::open(&settings.data_dir).map_err(ServeError::Store)?;
     let (durable, clock) = store.load().map_err(ServeError::Store)?;
     let mut core_config = rarangi_core::Config::new(
@@ -164,6 +172,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
             settings.http.map_or(0, |a| a.port())
         ),
         gate: Arc::new(net::Gate::new(&settings, nofile)),
+        webhooks,
     });
     tracing::info!(
         uri = %settings.uri,

@@ -133,13 +133,7 @@ async fn say_and_close<W: AsyncWrite + Unpin>(w: &mut W, line: String) {
 fn may_register(origin: Origin, allow: &[ipnet::IpNet]) -> bool {
     match origin {
         Origin::Unix => true,
-        Origin::Tcp(addr) => {
-            let ip = match addr.ip() {
-                std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(std::net::IpAddr::V6(v6), Into::into),
-                v4 => v4,
-            };
-            ip.is_loopback() || allow.iter().any(|n| n.contains(&ip))
-        }
+        Origin::Tcp(addr) => crate::access::may_register(addr.ip(), allow),
     }
 }
 

@@ -51,9 +51,17 @@ pub struct CatOptions {
     log_level: String,
     extra: Vec<String>,
     nofile: Option<u64>,
+    http: Option<(Option<String>, String)>,
 }
 
 impl CatOptions {
+    /// The HTTP API: `--http ARG` (no `--http` at all, the default bind,
+    /// when None), reached at `reach`. [default: `--http` a fresh address]
+    pub fn http(mut self, arg: Option<&str>, reach: &str) -> Self {
+        self.http = Some((arg.map(str::to_owned), reach.to_owned()));
+        self
+    }
+
     /// Runs the process under `prlimit --nofile=N:N` (see [`has_prlimit`]).
     pub fn nofile(mut self, n: u64) -> Self {
         self.nofile = Some(n);
@@ -107,7 +115,13 @@ impl CatOptions {
     /// HTTP connections. Its socket, data and log live in a temporary directory.
     pub fn start(self) -> Result<Cat, Error> {
         let addr = self.addr.clone().unwrap_or_else(fresh_addr);
-        let http = fresh_addr();
+        let (http_arg, http) = match self.http.clone() {
+            Some(given) => given,
+            None => {
+                let a = fresh_addr();
+                (Some(a.clone()), a)
+            }
+        };
         let dir = TempDir::new(&format!("cat-{addr}"))?;
         let mut args: Vec<String> = vec!["serve".into(), "--env".into(), self.env.clone()];
         if let Some(cluster) = &self.cluster {
@@ -118,8 +132,6 @@ impl CatOptions {
             addr.clone(),
             "--advertise".into(),
             addr.clone(),
-            "--http".into(),
-            http.clone(),
             "--heartbeat-ms".into(),
             self.heartbeat_ms.to_string(),
             "--dead-after-ms".into(),
@@ -129,6 +141,9 @@ impl CatOptions {
             "--data-dir".into(),
             dir.path().join("data").display().to_string(),
         ]);
+        if let Some(a) = http_arg {
+            args.extend(["--http".into(), a]);
+        }
         for p in &self.peers {
             args.extend(["--peer".into(), p.clone()]);
         }
@@ -180,6 +195,7 @@ impl Cat {
             dead_after_ms: 1000,
             log_level: "info".into(),
             extra: Vec::new(),
+            http: None,
             nofile: None,
         }
     }

@@ -98,11 +98,13 @@ impl Net {
                 .bin(BIN)
                 .launcher(lab.launcher(i))
                 .at(addr)
-                .http(http)
+                .http(Some(http), http)
                 .cluster(if i < 2 { "masters" } else { "leaves" })
                 .timing(TIMING.0, TIMING.1)
                 .peers(peers)
-                .args(["--allow-register", &lab.cidr()])
+                // The API listens on the lab's addresses, beyond loopback;
+                // the lab exists only inside this test's namespaces.
+                .args(["--allow-register", &lab.cidr(), "--http-insecure"])
                 .start()
                 .unwrap()
         };

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::Deadline;
@@ -17,9 +17,33 @@ pub async fn http(
     path: &str,
     body: Option<&[u8]>,
 ) -> (u16, Vec<(String, String)>, String) {
-    try_http(addr, method, path, body)
+    http_with(addr, method, path, &[], body).await
+}
+
+/// [`http`] with more request headers.
+pub async fn http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> (u16, Vec<(String, String)>, String) {
+    let s = TcpStream::connect(addr).await.expect("connect to HTTP API");
+    http_over(s, addr, method, path, headers, body).await
+}
+
+/// [`http_with`] over a connection the caller made (from a chosen address, say).
+pub async fn http_over(
+    s: TcpStream,
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> (u16, Vec<(String, String)>, String) {
+    exchange_http(s, addr, method, path, headers, body)
         .await
-        .expect("connect to HTTP API")
+        .expect("send the HTTP request")
 }
 
 /// [`http`] that reports a failed connection instead of panicking (for
@@ -30,10 +54,23 @@ pub async fn try_http(
     path: &str,
     body: Option<&[u8]>,
 ) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
-    let mut s = TcpStream::connect(addr).await?;
+    let s = TcpStream::connect(addr).await?;
+    exchange_http(s, addr, method, path, &[], body).await
+}
+
+/// One request and its whole answer (`Connection: close`).
+async fn exchange_http(
+    mut s: TcpStream,
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
     let body = body.unwrap_or_default();
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).await?;
@@ -110,7 +147,16 @@ impl Receiver {
         Self::start_with(addr, true).await
     }
 
+    /// Accepts notifications over TLS on `addr`.
+    pub async fn start_tls(addr: &str, tls: tokio_rustls::TlsAcceptor) -> Receiver {
+        Self::start_over(addr, false, Some(tls)).await
+    }
+
     async fn start_with(addr: &str, refusing: bool) -> Receiver {
+        Self::start_over(addr, refusing, None).await
+    }
+
+    async fn start_over(addr: &str, refusing: bool, tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
         let listener = TcpListener::bind(addr).await.unwrap();
         let got: Arc<Mutex<Vec<Value>>> = Arc::default();
         let refused = Arc::new(AtomicUsize::new(0));
@@ -121,38 +167,16 @@ impl Receiver {
                 let Ok((s, _)) = listener.accept().await else {
                     return;
                 };
-                let (g, r, no) = (g.clone(), r.clone(), no.clone());
+                let (g, r, no, tls) = (g.clone(), r.clone(), no.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let (rd, mut w) = s.into_split();
-                    let mut rd = BufReader::new(rd);
-                    let mut len = 0usize;
-                    loop {
-                        let mut line = String::new();
-                        if rd.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap_or(0);
+                    match tls {
+                        None => answer(s, g, r, no).await,
+                        Some(tls) => {
+                            if let Ok(s) = tls.accept(s).await {
+                                answer(s, g, r, no).await;
+                            }
                         }
                     }
-                    let mut body = vec![0; len];
-                    if rd.read_exact(&mut body).await.is_err() {
-                        return;
-                    }
-                    if no.load(Ordering::SeqCst) {
-                        r.fetch_add(1, Ordering::SeqCst);
-                        let _ = w
-                            .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
-                            .await;
-                        return;
-                    }
-                    g.lock()
-                        .unwrap()
-                        .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                    let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
                 });
             }
         });
@@ -192,4 +216,46 @@ impl Drop for Receiver {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Reads one request; records its JSON body and answers 200, or counts it
+/// and answers 503 while refusing.
+async fn answer<S: AsyncRead + AsyncWrite>(
+    s: S,
+    g: Arc<Mutex<Vec<Value>>>,
+    r: Arc<AtomicUsize>,
+    no: Arc<AtomicBool>,
+) {
+    let (rd, mut w) = tokio::io::split(s);
+    let mut rd = BufReader::new(rd);
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        if rd.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; len];
+    if rd.read_exact(&mut body).await.is_err() {
+        return;
+    }
+    if no.load(Ordering::SeqCst) {
+        r.fetch_add(1, Ordering::SeqCst);
+        let _ = w
+            .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+            .await;
+        return;
+    }
+    g.lock()
+        .unwrap()
+        .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+    let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
+    // TLS buffers: send the answer and close_notify before dropping.
+    let _ = w.shutdown().await;
 }

@@ -52,10 +52,17 @@ pub struct CatOptions {
     extra: Vec<String>,
     nofile: Option<u64>,
     launcher: Vec<String>,
-    http: Option<String>,
+    http: Option<(Option<String>, String)>,
 }
 
 impl CatOptions {
+    /// The HTTP API: `--http ARG` (no `--http` at all, the default bind,
+    /// when None), reached at `reach`. [default: `--http` a fresh address]
+    pub fn http(mut self, arg: Option<&str>, reach: &str) -> Self {
+        self.http = Some((arg.map(str::to_owned), reach.to_owned()));
+        self
+    }
+
     /// Runs the process under `prlimit --nofile=N:N` (see [`has_prlimit`]).
     pub fn nofile(mut self, n: u64) -> Self {
         self.nofile = Some(n);
@@ -77,12 +84,6 @@ impl CatOptions {
     /// Listen on and advertise `addr` instead of a fresh address.
     pub fn at(mut self, addr: &str) -> Self {
         self.addr = Some(addr.to_owned());
-        self
-    }
-
-    /// Serve HTTP on `addr` instead of a fresh loopback address.
-    pub fn http(mut self, addr: &str) -> Self {
-        self.http = Some(addr.to_owned());
         self
     }
 
@@ -123,7 +124,13 @@ impl CatOptions {
     /// HTTP connections. Its socket, data and log live in a temporary directory.
     pub fn start(self) -> Result<Cat, Error> {
         let addr = self.addr.clone().unwrap_or_else(fresh_addr);
-        let http = self.http.clone().unwrap_or_else(fresh_addr);
+        let (http_arg, http) = match self.http.clone() {
+            Some(given) => given,
+            None => {
+                let a = fresh_addr();
+                (Some(a.clone()), a)
+            }
+        };
         let dir = TempDir::new(&format!("cat-{addr}"))?;
         let mut args: Vec<String> = vec!["serve".into(), "--env".into(), self.env.clone()];
         if let Some(cluster) = &self.cluster {
@@ -134,8 +141,6 @@ impl CatOptions {
             addr.clone(),
             "--advertise".into(),
             addr.clone(),
-            "--http".into(),
-            http.clone(),
             "--heartbeat-ms".into(),
             self.heartbeat_ms.to_string(),
             "--dead-after-ms".into(),
@@ -145,6 +150,9 @@ impl CatOptions {
             "--data-dir".into(),
             dir.path().join("data").display().to_string(),
         ]);
+        if let Some(a) = http_arg {
+            args.extend(["--http".into(), a]);
+        }
         for p in &self.peers {
             args.extend(["--peer".into(), p.clone()]);
         }
@@ -198,9 +206,9 @@ impl Cat {
             dead_after_ms: 1000,
             log_level: "info".into(),
             extra: Vec::new(),
+            http: None,
             nofile: None,
             launcher: Vec::new(),
-            http: None,
         }
     }
 

@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
 mod clock;
 mod driver;
 pub mod http;
@@ -33,6 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinError;
 pub use tokio_util::sync::CancellationToken;
+pub use webhook::WebhookSetupError;
 
 use crate::driver::view::View;
 use crate::driver::{Driver, DriverError, Event};
@@ -52,6 +54,8 @@ pub(crate) struct Shared {
     view: watch::Receiver<Arc<View>>,
     /// `http://HOST:PORT` of our HTTP API, for webhook payloads.
     http_base: String,
+    /// The webhook client (`--hook-allow`, `--hook-ca`).
+    webhooks: webhook::Webhooks,
     /// Caps on client connections, line protocol and HTTP together.
     gate: Arc<net::Gate>,
     /// TLS on the TCP port and links, when configured.
@@ -82,6 +86,9 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// The webhook client could not be set up.
+    #[error("webhooks")]
+    Webhooks(#[source] webhook::WebhookSetupError),
     /// The driver task failed.
     #[error("the driver task failed")]
     Driver(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -131,6 +138,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         None => None,
     };
     let nofile = net::raise_nofile();
+    let webhooks = webhook::Webhooks::new(&settings).map_err(ServeError::Webhooks)?;
     let store = Store::open(&settings.data_dir).map_err(ServeError::Store)?;
     let (durable, clock) = store.load().map_err(ServeError::Store)?;
     let mut core_config = rarangi_core::Config::new(
@@ -180,6 +188,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         ),
         gate: Arc::new(net::Gate::new(&settings, nofile)),
         tls: tls.clone(),
+        webhooks,
     });
     tracing::info!(
         uri = %settings.uri,

@@ -12,6 +12,8 @@ use rarangi_proto::wellknown::{self, Side, UserDirs};
 use rarangi_proto::{validate_cluster, validate_environment, CatalogueUri, NameError};
 use serde::Deserialize;
 
+use crate::http::auth::{check_exposure, TokenFile, TokenFileError};
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -146,7 +148,8 @@ pub struct ServeArgs {
     /// How long deletes are remembered before collection. [default: 3600000]
     #[arg(long, env = "RARANGI_TOMBSTONE_MS", value_name = "MS")]
     pub tombstone_ms: Option<u64>,
-    /// HTTP API address ("off" to disable). [default: 0.0.0.0:<well-known
+    /// HTTP API address ("off" to disable); listening beyond loopback needs
+    /// --http-token-file (or --http-insecure). [default: 127.0.0.1:<well-known
     /// HTTP port>; off for environments without well-known ports]
     #[arg(long, env = "RARANGI_HTTP", value_name = "HOST:PORT")]
     pub http: Option<String>,
@@ -246,6 +249,30 @@ pub struct ServeArgs {
     )]
     #[serde(default)]
     pub register_gid: Vec<u32>,
+    /// HTTP API tokens: lines `TOKEN read` or `TOKEN write` (`#` starts a
+    /// comment). With tokens, every request needs one; re-read on SIGHUP.
+    #[arg(long, env = "RARANGI_HTTP_TOKEN_FILE", value_name = "FILE")]
+    pub http_token_file: Option<PathBuf>,
+    /// Let the HTTP API listen beyond loopback without tokens (anyone who
+    /// reaches it may read and change the catalogue).
+    #[arg(long, env = "RARANGI_HTTP_INSECURE")]
+    #[serde(default)]
+    pub http_insecure: bool,
+    /// The only networks webhooks may be POSTed to (repeatable), checked on
+    /// the resolved address. [default: anywhere when the HTTP API listens
+    /// on loopback only, else anywhere but loopback and link-local]
+    #[arg(
+        long = "hook-allow",
+        env = "RARANGI_HOOK_ALLOW",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub hook_allow: Vec<String>,
+    /// CA certificates (PEM) trusted for https webhook endpoints besides
+    /// the system's roots.
+    #[arg(long, env = "RARANGI_HOOK_CA", value_name = "FILE")]
+    pub hook_ca: Option<PathBuf>,
 }
 
 /// A setting that cannot be used, with what to do about it.
@@ -276,6 +303,9 @@ pub enum ConfigError {
     /// A value that cannot be used, with what to do instead.
     #[error("{0}")]
     Invalid(String),
+    /// The `--http-token-file` cannot be used.
+    #[error("--http-token-file")]
+    Tokens(#[source] TokenFileError),
 }
 
 /// Resolved settings of one catalogue.
@@ -345,6 +375,14 @@ pub struct Settings {
     pub register_uid: Vec<u32>,
     /// Gids that may register over the Unix socket.
     pub register_gid: Vec<u32>,
+    /// HTTP API tokens, when configured.
+    pub http_tokens: Option<TokenFile>,
+    /// The HTTP API may listen beyond loopback without tokens.
+    pub http_insecure: bool,
+    /// Networks webhooks may go to (empty: the default rule).
+    pub hook_allow: Vec<IpNet>,
+    /// Extra CA certificates for https webhook endpoints.
+    pub hook_ca: Option<PathBuf>,
 }
 
 /// The certificate files of a catalogue with TLS on.
@@ -481,6 +519,10 @@ impl ServeArgs {
             } else {
                 self.register_gid
             },
+            http_token_file: self.http_token_file.or(file.http_token_file),
+            http_insecure: self.http_insecure || file.http_insecure,
+            hook_allow: list(self.hook_allow, file.hook_allow),
+            hook_ca: self.hook_ca.or(file.hook_ca),
         }
     }
 
@@ -529,6 +571,7 @@ impl ServeArgs {
                 ))
             }
         };
+        let hook_allow = cidrs(&self.hook_allow, "--hook-allow")?;
         let max_line = self.max_line.unwrap_or(rarangi_proto::DEFAULT_MAX_LINE);
         if max_line < 1024 {
             return Err(ConfigError::Invalid(
@@ -538,8 +581,17 @@ impl ServeArgs {
         let http = match self.http.as_deref() {
             Some("off") => None,
             Some(a) => Some(resolve_addr(a, "--http")?),
-            None => wellknown::http_port(&env, side).map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
+            // Loopback by default, as Consul's client_addr: exposing it is a choice.
+            None => wellknown::http_port(&env, side).map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
         };
+        let http_tokens = self
+            .http_token_file
+            .map(|p| TokenFile::load(&p))
+            .transpose()
+            .map_err(ConfigError::Tokens)?;
+        if let Some(addr) = http {
+            check_exposure(addr, http_tokens.is_some(), self.http_insecure).map_err(ConfigError::Invalid)?;
+        }
         Ok(Settings {
             env,
             side,
@@ -605,6 +657,10 @@ impl ServeArgs {
             peer_allow,
             register_uid: self.register_uid,
             register_gid: self.register_gid,
+            http_tokens,
+            http_insecure: self.http_insecure,
+            hook_allow,
+            hook_ca: self.hook_ca,
         })
     }
 }

@@ -265,3 +265,48 @@ fn tls_needs_all_three_files_and_peer_allow_takes_cidrs() {
     .unwrap_err();
     assert!(chain(&e).contains("--peer-allow"), "{e}");
 }
+
+#[test]
+fn the_http_api_stays_on_loopback_unless_secured_or_insecure() {
+    let s = ServeArgs::default().resolve_for(&user()).unwrap();
+    assert_eq!(s.http.unwrap().to_string(), "127.0.0.1:4792");
+    assert!(s.http_tokens.is_none() && s.hook_allow.is_empty());
+    let exposed = || ServeArgs {
+        http: Some("0.0.0.0:4762".into()),
+        ..ServeArgs::default()
+    };
+    let e = chain(&exposed().resolve_for(&user()).unwrap_err());
+    assert!(
+        e.contains("--http-insecure") && e.contains("--http-token-file"),
+        "{e}"
+    );
+    let insecure = ServeArgs {
+        http_insecure: true,
+        ..exposed()
+    };
+    assert!(insecure.resolve_for(&user()).unwrap().http_insecure);
+    let tokens = file("tokens", "# ops\nabc write\n");
+    let cfg = file(
+        "trust.toml",
+        &format!(
+            "http = \"0.0.0.0:4762\"\nhttp-token-file = {:?}\nhook-allow = [\"10.0.0.0/8\"]\n",
+            tokens.display()
+        ),
+    );
+    let s = ServeArgs {
+        config: Some(cfg),
+        ..ServeArgs::default()
+    }
+    .resolve_for(&user())
+    .unwrap();
+    assert_eq!(s.http_tokens.unwrap().path(), tokens);
+    assert_eq!(s.hook_allow, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+    let bad = file("bad-tokens", "abc write\nabc\n");
+    let e = ServeArgs {
+        http_token_file: Some(bad),
+        ..ServeArgs::default()
+    }
+    .resolve_for(&user())
+    .unwrap_err();
+    assert!(chain(&e).contains("bad-tokens:2:"), "{}", chain(&e));
+}

@@ -468,8 +468,9 @@ impl Driver {
         })
         .to_string();
         let events = self.shared.events.clone();
+        let webhooks = self.shared.webhooks.clone();
         tokio::spawn(async move {
-            let ok = crate::webhook::post(&d.endpoint, &body).await;
+            let ok = webhooks.post(&d.endpoint, &body).await;
             let done = Request::HookDone {
                 marker: d.marker,
                 version: d.version,

@@ -13,7 +13,7 @@ use rarangi_core::{ConfigKey, HookKind, Written};
 
 use super::{ask, bad, body_json, doc, not_found, segment, Api, ApiResult};
 use crate::driver::Request;
-use crate::webhook::parse_http_endpoint;
+use crate::webhook::Endpoint;
 
 /// The configuration key of hook `hook` on `/KIND/NAME`.
 fn hook_key(kind: HookKind, name: &str, hook: &str) -> ConfigKey {
@@ -37,10 +37,8 @@ async fn list_hooks(api: &Api, kind: HookKind, name: &str) -> ApiResult {
 /// Registers or replaces a hook; the core starts it from the resource's
 /// current version, so only changes from now on are reported.
 async fn write_hook(api: &Api, kind: HookKind, name: &str, hook: &str, endpoint: &str) -> ApiResult {
-    if parse_http_endpoint(endpoint).is_none() {
-        return Err(bad(format!(
-            "endpoint {endpoint:?} must be an http:// URL (https is not supported yet)"
-        )));
+    if let Err(e) = Endpoint::parse(endpoint) {
+        return Err(bad(format!("endpoint {endpoint:?}: {}", crate::error_chain(&e))));
     }
     let spec = json!({"name": hook, "endpoint": endpoint});
     let written = ask(api, |reply| Request::PutHook {

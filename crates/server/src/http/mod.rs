@@ -8,6 +8,7 @@
 //! [`ROUTES`]; a test keeps the two equal.
 
 mod app;
+pub mod auth;
 mod events;
 mod hooks;
 mod srv;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -166,7 +167,9 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // The peer's address, for rules by address (PUT /srv).
+        let app = app.clone().layer(axum::Extension(ConnectInfo(addr)));
+        let service = hyper_util::service::TowerToHyperService::new(app);
         let conn = http1.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
@@ -248,6 +251,12 @@ fn router(state: Api) -> Router {
                 "method not allowed on this resource".into(),
             )
         })
+        // After every route and the fallbacks, so it guards them all (an
+        // unknown path is not told apart from a known one without a token).
+        .layer(axum::middleware::from_fn_with_state(
+            auth::Auth::start(&state.shared.settings),
+            auth::check,
+        ))
         .with_state(state)
 }
 

@@ -2,10 +2,11 @@
 //! protocol serves; HTTP-registered instances live for a TTL.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -127,11 +128,29 @@ fn segment_host(s: &str) -> Result<&str, ApiError> {
     segment(&s.replace(':', "")).map(|_| s)
 }
 
+/// The registration rule of REG_SERV, for PUT and DELETE on instances
+/// (tokens, when configured, were checked before).
+fn may_register(api: &Api, peer: SocketAddr) -> Result<(), ApiError> {
+    if crate::access::may_register(peer.ip(), &api.shared.settings.allow_register) {
+        return Ok(());
+    }
+    Err(ApiError(
+        StatusCode::FORBIDDEN,
+        format!(
+            "{} is not allowed to register: {}",
+            peer.ip(),
+            crate::access::REGISTER_RULE
+        ),
+    ))
+}
+
 pub(super) async fn put_instance(
     State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((name, host)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
+    may_register(&api, peer)?;
     let (name, host) = (segment(&name)?, segment(&host)?);
     let v = body_json(&api, body)?;
     let endpoints = v
@@ -192,8 +211,10 @@ pub(super) async fn put_instance(
 
 pub(super) async fn delete_instance(
     State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((name, host)): Path<(String, String)>,
 ) -> ApiResult {
+    may_register(&api, peer)?;
     let (name, host) = (segment(&name)?, segment(&host)?);
     let service = ServiceUri::parse(&format!("nesoi://{host}/{name}")).map_err(|e| bad(e.to_string()))?;
     if ask(&api, |reply| Request::Unregister {

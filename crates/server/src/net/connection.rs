@@ -151,10 +151,7 @@ async fn say_and_close<W: AsyncWrite + Unpin>(w: &mut W, line: String) {
 fn may_register(origin: Origin, allow: &[ipnet::IpNet]) -> bool {
     match origin {
         Origin::Unix => true,
-        Origin::Tcp(addr) => {
-            let ip = canonical(addr.ip());
-            ip.is_loopback() || allow.iter().any(|n| n.contains(&ip))
-        }
+        Origin::Tcp(addr) => crate::access::may_register(addr.ip(), allow),
     }
 }
 

@@ -1,0 +1,47 @@
+//! Who may do what, judged by address: one rule each, shared by the line
+//! protocol (`net/`) and the HTTP API (`http/`).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// Why a registration was refused, for answers and logs (DESIGN §3).
+pub(crate) const REGISTER_RULE: &str = "registrations are accepted only on the Unix socket, from loopback, \
+     or from addresses allowed by --allow-register";
+
+/// `ip`, as IPv4 when it is an IPv4-mapped IPv6 address (a dual-stack
+/// listener sees `::ffff:10.0.0.1`), so one rule covers both forms.
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Whether a TCP client at `ip` may register services (REG_SERV, PUT
+/// /srv): from loopback, or from the networks of `--allow-register`. The
+/// Unix socket decides for itself.
+pub(crate) fn may_register(ip: IpAddr, allow: &[IpNet]) -> bool {
+    let ip = canonical(ip);
+    ip.is_loopback() || allow.iter().any(|n| n.contains(&ip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_by_address() {
+        let allow: Vec<IpNet> = vec!["10.1.0.0/16".parse().unwrap()];
+        let ip = |a: &str| a.parse::<IpAddr>().unwrap();
+        assert!(may_register(ip("127.0.0.1"), &[]));
+        assert!(may_register(ip("127.9.9.9"), &[]));
+        assert!(may_register(ip("::1"), &[]));
+        assert!(may_register(ip("::ffff:127.0.0.1"), &[]));
+        assert!(!may_register(ip("10.1.2.3"), &[]));
+        assert!(may_register(ip("10.1.2.3"), &allow));
+        assert!(may_register(ip("::ffff:10.1.2.3"), &allow));
+        assert!(!may_register(ip("10.2.0.1"), &allow));
+        assert_eq!(canonical(ip("::ffff:10.2.0.1")), ip("10.2.0.1"));
+    }
+}

@@ -14,6 +14,9 @@ pub fn start(addr: &str, peers: &[String], heartbeat_ms: u64, dead_after_ms: u64
         .peers(peers)
         .timing(heartbeat_ms, dead_after_ms)
         .log_level("warn")
+        // The load generators open many connections from one loopback
+        // address (a million registrations take a thousand connections).
+        .args(["--max-connections-per-ip", "0"])
         .start()?)
 }
 

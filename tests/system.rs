@@ -290,9 +290,11 @@ async fn bad_input_gets_errors_and_harms_nobody() {
     assert!(lines[0].starts_with("2 bad-regex"), "{lines:?}");
     let Answer { lines, .. } = exchange(&a.addr, b"99 hello\n").await;
     assert!(lines[0].starts_with("2 bad-message"), "{lines:?}");
-    let Answer { lines, closed } = exchange(&a.addr, b"0 x-tvnetcs://10.9.9.9:4770/ c1 staging\n").await;
+    let Answer { lines, closed } =
+        exchange_until_closed(&a.addr, b"0 x-tvnetcs://10.9.9.9:4770/ c1 staging\n").await;
     assert!(closed && lines[0].starts_with("2 env-mismatch"), "{lines:?}");
-    let Answer { lines, closed } = exchange(&a.addr, b"1\n0 x-tvnetcs://10.9.9.9:4770/ c1 staging\n").await;
+    let Answer { lines, closed } =
+        exchange_until_closed(&a.addr, b"1\n0 x-tvnetcs://10.9.9.9:4770/ c1 staging\n").await;
     assert!(
         closed && lines.iter().any(|l| l.starts_with("2 env-mismatch")),
         "{lines:?}"

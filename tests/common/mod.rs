@@ -137,3 +137,31 @@ pub async fn exchange(addr: &str, bytes: &[u8]) -> Answer {
         lines.push(l);
     }
 }
+
+/// Sends `bytes` to a connection the catalogue is expected to close, and
+/// reads every line until it does. No HEARTBEAT fence: a fence sent after
+/// the catalogue stopped reading would make the kernel reset the
+/// connection, and a reset can discard the answer before it is read.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn exchange_until_closed(addr: &str, bytes: &[u8]) -> Answer {
+    let s = TcpStream::connect(addr).await.unwrap();
+    let (r, mut w) = s.into_split();
+    let mut r = BufReader::new(r);
+    let mut welcome = String::new();
+    r.read_line(&mut welcome).await.unwrap();
+    assert!(welcome.starts_with("0 x-tvnetcs://"), "{welcome:?}");
+    let _ = w.write_all(bytes).await;
+    let _ = w.flush().await;
+    let mut lines = Vec::new();
+    let deadline = Deadline::default();
+    loop {
+        let mut l = String::new();
+        let read = tokio::time::timeout(deadline.remaining(), r.read_line(&mut l))
+            .await
+            .unwrap_or_else(|_| panic!("{addr} did not close the connection; got {lines:?}"));
+        match read {
+            Ok(0) | Err(_) => return Answer { lines, closed: true },
+            Ok(_) => lines.push(l.trim_end().to_owned()),
+        }
+    }
+}

@@ -188,11 +188,16 @@ async fn writer<W: AsyncWrite + Unpin>(
     let mut beat = tokio::time::interval(heartbeat.unwrap_or(Duration::from_secs(3600)));
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     beat.tick().await;
+    // Biased: what is queued goes out before a close is noticed (a last
+    // ERROR line queued just before closing must not lose a coin toss);
+    // a write that cannot progress still gives way to the close.
     let drain = loop {
         tokio::select! {
+            biased;
             m = rx.recv() => match m {
                 Some(out) => {
                     let wrote = tokio::select! {
+                        biased;
                         r = write_batch(&mut w, out, &mut rx, &backlog) => r,
                         _ = close.cancelled() => break false,
                     };

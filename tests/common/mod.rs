@@ -89,18 +89,29 @@ pub struct Answer {
     pub closed: bool,
 }
 
+/// A raw line-protocol connection to `addr`, past the catalogue's WELCOME.
+async fn connect_raw(
+    addr: &str,
+) -> (
+    BufReader<tokio::net::tcp::OwnedReadHalf>,
+    tokio::net::tcp::OwnedWriteHalf,
+) {
+    let s = TcpStream::connect(addr).await.unwrap();
+    let (r, w) = s.into_split();
+    let mut r = BufReader::new(r);
+    let mut welcome = String::new();
+    r.read_line(&mut welcome).await.unwrap();
+    assert!(welcome.starts_with("0 x-tvnetcs://"), "{welcome:?}");
+    (r, w)
+}
+
 /// Opens a raw line-protocol connection, sends `bytes` and then a
 /// HEARTBEAT, and reads until that HEARTBEAT's answer (everything before it
 /// is the answer to `bytes`) or until the catalogue closes the connection.
 /// Heartbeats inside `bytes` are answered too: the fence is the answer to
 /// one more than they hold.
 pub async fn exchange(addr: &str, bytes: &[u8]) -> Answer {
-    let s = TcpStream::connect(addr).await.unwrap();
-    let (r, mut w) = s.into_split();
-    let mut r = BufReader::new(r);
-    let mut welcome = String::new();
-    r.read_line(&mut welcome).await.unwrap();
-    assert!(welcome.starts_with("0 x-tvnetcs://"), "{welcome:?}");
+    let (mut r, mut w) = connect_raw(addr).await;
     let heartbeats = bytes
         .split(|&b| b == b'\n')
         .filter(|l| {
@@ -144,12 +155,7 @@ pub async fn exchange(addr: &str, bytes: &[u8]) -> Answer {
 /// connection, and a reset can discard the answer before it is read.
 #[allow(dead_code)] // not every test binary uses it
 pub async fn exchange_until_closed(addr: &str, bytes: &[u8]) -> Answer {
-    let s = TcpStream::connect(addr).await.unwrap();
-    let (r, mut w) = s.into_split();
-    let mut r = BufReader::new(r);
-    let mut welcome = String::new();
-    r.read_line(&mut welcome).await.unwrap();
-    assert!(welcome.starts_with("0 x-tvnetcs://"), "{welcome:?}");
+    let (mut r, mut w) = connect_raw(addr).await;
     let _ = w.write_all(bytes).await;
     let _ = w.flush().await;
     let mut lines = Vec::new();

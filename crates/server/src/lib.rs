@@ -209,6 +209,8 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
             settings.listen
         );
     }
+    // Before the HTTP port is bound: whoever can connect has been warned.
+    http::auth::warn_if_open(&settings);
     if let Some(tls) = tls {
         tokio::spawn(reload_on_sighup(tls, shutdown.clone()));
     }

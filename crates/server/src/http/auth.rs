@@ -184,6 +184,20 @@ pub(crate) fn check_exposure(addr: SocketAddr, tokens: bool, insecure: bool) -> 
     Ok(())
 }
 
+/// Warns, once at start and before the API is announced as listening,
+/// about an API reachable from other hosts without tokens.
+pub(crate) fn warn_if_open(settings: &Settings) {
+    if let Some(addr) = settings.http.filter(|a| exposed(*a)) {
+        if settings.http_tokens.is_none() {
+            tracing::warn!(
+                http = %addr,
+                "the HTTP API listens beyond loopback without tokens (--http-insecure): \
+                 anyone who reaches it can read and change the catalogue"
+            );
+        }
+    }
+}
+
 /// Whether an HTTP API on `addr` is reachable from other hosts.
 pub(crate) fn exposed(addr: SocketAddr) -> bool {
     !crate::access::canonical(addr.ip()).is_loopback()
@@ -195,18 +209,9 @@ pub(crate) fn exposed(addr: SocketAddr) -> bool {
 pub(super) struct Auth(Option<Arc<RwLock<TokenFile>>>);
 
 impl Auth {
-    /// The gate for these settings; warns about an exposed API without
-    /// tokens and, with tokens, re-reads the file on SIGHUP.
+    /// The gate for these settings; with tokens, re-reads the file on
+    /// SIGHUP.
     pub(super) fn start(settings: &Settings) -> Auth {
-        if let Some(addr) = settings.http.filter(|a| exposed(*a)) {
-            if settings.http_tokens.is_none() {
-                tracing::warn!(
-                    http = %addr,
-                    "the HTTP API listens beyond loopback without tokens (--http-insecure): \
-                     anyone who reaches it can read and change the catalogue"
-                );
-            }
-        }
         let Some(file) = settings.http_tokens.clone() else {
             return Auth(None);
         };

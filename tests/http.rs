@@ -352,26 +352,65 @@ async fn bad_requests_get_clear_errors_and_store_nothing() {
 async fn http_and_line_protocol_instances_are_one_catalogue() {
     let a = cat("development", "c1", &[]);
     let b = cat("development", "c1", &[&a.addr]);
-    let _line = register(&a.opts(), "tcp://10.0.0.1:8080/web", Attrs::default())
-        .await
-        .unwrap();
+    let _line = register(
+        &a.opts(),
+        "tcp://10.0.0.1:8080/web",
+        [("zone", "a")].into_iter().collect(),
+    )
+    .await
+    .unwrap();
     let watcher = watch(&a, "/web$").await;
-    let body = json!({"endpoints": {"http": "http://10.0.0.2:80"}, "master": true, "ttl": 2});
+    let body = json!({
+        "endpoints": {"http": "http://10.0.0.2:80"},
+        "master": true,
+        "ttl": 2,
+        "attrs": {"weight": "5"},
+    });
     assert_eq!(put(&b.http, "/srv/web/node1", body).await, 201);
+    // Line-protocol clients get an address they can connect to.
     eventually("a line subscriber sees the HTTP instance", || {
-        watcher.uris().contains("nesoi://node1/web")
+        watcher.uris().contains("http://10.0.0.2:80/web")
     })
     .await;
     let v = eventually_json(&a.http, "/srv/web", "both kinds", |_, v| {
         v.as_object().is_some_and(|o| o.len() == 2)
     })
     .await;
-    assert_eq!(v["node1"]["master"], json!(true), "{v}");
-    assert_eq!(
-        v["10.0.0.1:8080"]["service"],
-        json!("tcp://10.0.0.1:8080/web"),
-        "{v}"
-    );
+    // One model for both kinds (docs/MODEL.md).
+    let node1 = &v["node1"];
+    assert_eq!(node1["id"], json!("node1"), "{v}");
+    assert_eq!(node1["name"], json!("web"), "{v}");
+    assert_eq!(node1["address"], json!("10.0.0.2"), "{v}");
+    assert_eq!(node1["port"], json!(80), "{v}");
+    assert_eq!(node1["master"], json!(true), "{v}");
+    assert_eq!(node1["attrs"], json!({"weight": "5"}), "{v}");
+    assert_eq!(node1["endpoints"], json!({"http": "http://10.0.0.2:80"}), "{v}");
+    assert_eq!(node1["catalogue"], json!(format!("x-tvnetcs://{}/", b.addr)), "{v}");
+    assert_eq!(node1["health"], json!("passing"), "{v}");
+    let line = &v["10.0.0.1:8080"];
+    assert_eq!(line["service"], json!("tcp://10.0.0.1:8080/web"), "{v}");
+    assert_eq!(line["address"], json!("10.0.0.1"), "{v}");
+    assert_eq!(line["port"], json!(8080), "{v}");
+    assert_eq!(line["master"], json!(false), "{v}");
+    assert_eq!(line["attrs"], json!({"zone": "a"}), "{v}");
+    assert_eq!(line["endpoints"], json!({"tcp": "tcp://10.0.0.1:8080/web"}), "{v}");
+    assert!(line["updated_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
+    for k in [&v["node1"], &v["10.0.0.1:8080"]] {
+        let keys: BTreeSet<&str> = k.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from([
+                "name", "id", "service", "address", "port", "catalogue", "cluster", "attrs",
+                "endpoints", "master", "updated_at", "health"
+            ]),
+            "{v}"
+        );
+    }
+    // Nesoi's master rule.
+    let (s, m) = get_json(&a.http, "/srv/web?master").await;
+    assert_eq!((s, &m["id"]), (200, &json!("node1")), "{m}");
+    let (s, one) = get_json(&a.http, "/srv/web/node1").await;
+    assert_eq!((s, &one["address"]), (200, &json!("10.0.0.2")), "{one}");
     let (s, headers, _) = http(&a.http, "HEAD", "/srv/web", None).await;
     assert_eq!(s, 200);
     assert!(headers
@@ -379,13 +418,44 @@ async fn http_and_line_protocol_instances_are_one_catalogue() {
         .any(|(k, v)| k == "link" && v.contains("/srv/web/web-hooks")));
     // Not refreshed: the TTL lapses and it goes everywhere.
     eventually("the TTL removes it", || {
-        !watcher.uris().contains("nesoi://node1/web")
+        !watcher.uris().contains("http://10.0.0.2:80/web")
     })
     .await;
     eventually_json(&b.http, "/srv/web", "only the line instance", |_, v| {
         v.as_object().is_some_and(|o| o.len() == 1)
     })
     .await;
+    assert_eq!(get_json(&a.http, "/srv/web?master").await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announced_instance_is_one_id_whatever_its_endpoints() {
+    let a = cat("development", "c1", &[]);
+    let watcher = watch(&a, "/api$").await;
+    let first = json!({"endpoints": ["10.0.0.7:9000"], "ttl": 60});
+    assert_eq!(put(&a.http, "/srv/api/h1", first).await, 201);
+    eventually("the first endpoint", || watcher.uris().contains("tcp://10.0.0.7:9000/api")).await;
+    // The same id moves: one instance, at its new address.
+    let moved = json!({"endpoints": {"grpc": "10.0.0.8:9001"}, "ttl": 60});
+    assert_eq!(put(&a.http, "/srv/api/h1", moved).await, 200);
+    eventually("only the new endpoint", || {
+        watcher.uris() == BTreeSet::from(["grpc://10.0.0.8:9001/api".to_owned()])
+    })
+    .await;
+    // No endpoint with a port: still listed, by its id.
+    let bare = json!({"endpoints": {"note": "none"}, "ttl": 60});
+    assert_eq!(put(&a.http, "/srv/api/h2", bare).await, 201);
+    let v = eventually_json(&a.http, "/srv/api", "two", |_, v| {
+        v.as_object().is_some_and(|o| o.len() == 2)
+    })
+    .await;
+    assert_eq!(v["h2"]["address"], json!("h2"), "{v}");
+    assert_eq!(v["h2"]["port"], Value::Null, "{v}");
+    let internal = json!({"endpoints": [], "attrs": {"id": "x"}});
+    assert_eq!(put(&a.http, "/srv/api/h3", internal).await, 400);
+    let (s, _, _) = http(&a.http, "DELETE", "/srv/api/h1", None).await;
+    assert_eq!(s, 204);
+    eventually("deleted by id", || !watcher.uris().iter().any(|u| u.contains("10.0.0.8"))).await;
 }
 
 /// Every route in docs/openapi.yaml is served, and nothing else.

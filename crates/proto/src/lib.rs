@@ -14,6 +14,7 @@ mod backoff;
 pub mod codec;
 mod encoding;
 mod error;
+pub mod instance;
 pub mod limits;
 mod message;
 mod names;

@@ -71,7 +71,7 @@ impl fmt::Display for CatalogueUri {
 }
 
 /// Splits `host[:port]`, accepting `[v6]:port`. Returns None when malformed.
-fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
+pub(crate) fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let end = rest.find(']')?;
         let host = &rest[..end];

@@ -16,6 +16,7 @@
 mod access;
 mod clock;
 mod driver;
+mod model;
 pub mod http;
 mod net;
 pub mod settings;

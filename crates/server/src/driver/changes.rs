@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use rarangi_proto::ServiceUri;
+use rarangi_proto::{Attrs, ServiceUri};
 use tokio::sync::broadcast;
 
 use super::view::View;
@@ -90,9 +90,9 @@ fn path_hash(path: &str) -> u64 {
     h.finish()
 }
 
-/// The API path of a service instance: `/srv/NAME/HOST`.
-pub(crate) fn instance_path(service: &ServiceUri) -> String {
-    format!("/srv/{}/{}", service.name(), service.instance())
+/// The API path of a service instance: `/srv/NAME/ID` (docs/MODEL.md).
+pub(crate) fn instance_path(service: &ServiceUri, attrs: &Attrs) -> String {
+    format!("/srv/{}/{}", service.name(), rarangi_proto::instance::id(service, attrs))
 }
 
 #[cfg(test)]

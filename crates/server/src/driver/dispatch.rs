@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use rarangi_core::{Notice, Output, PersistOp};
-use rarangi_proto::Message;
+use rarangi_proto::{Attrs, Message};
 
 use super::changes::{instance_path, key_path};
 use super::view::Instance;
@@ -141,7 +141,7 @@ impl Driver {
                 ts,
                 attrs,
             }) => {
-                let path = instance_path(&service);
+                let path = instance_path(&service, &attrs);
                 let cluster = match self.clusters.get(&cluster) {
                     Some(c) => c.clone(),
                     None => {
@@ -157,8 +157,11 @@ impl Driver {
             Seen::Service(Message::DelServ {
                 service, catalogue, ..
             }) => {
-                self.view.remove_instance(&service, &catalogue);
-                self.log.record(&mut self.view, instance_path(&service), false);
+                let path = match self.view.remove_instance(&service, &catalogue) {
+                    Some(gone) => instance_path(&service, gone.attrs()),
+                    None => instance_path(&service, &Attrs::default()),
+                };
+                self.log.record(&mut self.view, path, false);
             }
             // The watch subscription's end-of-snapshot marker.
             Seen::Service(_) => {}

@@ -221,8 +221,8 @@ impl View {
         self.services.insert(Slot::At(Arc::new(instance)));
     }
 
-    /// Removes an instance.
-    pub(crate) fn remove_instance(&mut self, service: &ServiceUri, catalogue: &CatalogueUri) {
+    /// Removes an instance; returns it if it was there.
+    pub(crate) fn remove_instance(&mut self, service: &ServiceUri, catalogue: &CatalogueUri) -> Option<Arc<Instance>> {
         let probe = Instance::new(
             service.clone(),
             catalogue.clone(),
@@ -230,7 +230,10 @@ impl View {
             Attrs::default(),
             Ts(0),
         );
-        self.services.remove(&Slot::At(Arc::new(probe)));
+        match self.services.remove(&Slot::At(Arc::new(probe))) {
+            Some(Slot::At(i)) => Some(i),
+            _ => None,
+        }
     }
 
     /// Stores a configuration record (a delete removes it).

@@ -404,7 +404,7 @@ fn with_index(mut r: Response, index: u64) -> Response {
 }
 
 /// `2026-11-22T01:02:03.456Z` from Unix milliseconds.
-fn rfc3339(ms: u64) -> String {
+pub(crate) fn rfc3339(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

@@ -10,41 +10,20 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use rarangi_proto::{Attrs, ServiceUri};
+use rarangi_proto::{instance, Attrs, ServiceUri};
 use serde_json::{json, Value};
 
 use super::{
     ask, bad, block, body_json, not_found, rfc3339, segment, subscriptions_link, with_index, Api, ApiError,
     ApiResult, WaitQuery,
 };
-use crate::driver::view::Instance;
 use crate::driver::Request;
+use crate::model::announced_uri;
 
 /// Default TTL of an HTTP-registered instance (Nesoi: dead after 2 min).
 const DEFAULT_TTL_S: u64 = 120;
 /// Longest TTL accepted (24 h); longer asks are refused.
 const MAX_TTL_S: u64 = rarangi_core::MAX_LEASE_MS / 1000;
-
-fn instance_json(v: &Instance) -> Value {
-    let attr = |k: &str| v.attrs().get(k).map(str::to_owned);
-    let endpoints = attr("endpoints")
-        .and_then(|e| serde_json::from_str::<Value>(&e).ok())
-        .unwrap_or_else(|| json!([v.service.as_str()]));
-    let mut o = json!({
-        "service": v.service.as_str(),
-        "catalogue": v.catalogue.as_str(),
-        "cluster": &*v.cluster,
-        "endpoints": endpoints,
-        "attrs": v.attrs().0,
-    });
-    if let Some(m) = attr("master") {
-        o["master"] = Value::Bool(m == "true");
-    }
-    if let Some(u) = attr("updated_at") {
-        o["updated_at"] = Value::String(u);
-    }
-    o
-}
 
 pub(super) async fn list_srv(State(api): State<Api>, Query(q): Query<WaitQuery>) -> ApiResult {
     let view = block(&api, "/srv/", &q).await?;
@@ -52,13 +31,26 @@ pub(super) async fn list_srv(State(api): State<Api>, Query(q): Query<WaitQuery>)
     Ok(with_index(Json(names).into_response(), view.index))
 }
 
+/// `?master`: only the master by Nesoi's rule.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct MasterQuery {
+    master: Option<String>,
+}
+
 pub(super) async fn get_srv(
     State(api): State<Api>,
     Path(name): Path<String>,
     Query(q): Query<WaitQuery>,
+    Query(m): Query<MasterQuery>,
 ) -> ApiResult {
     let name = segment(&name)?;
     let view = block(&api, &format!("/srv/{name}/"), &q).await?;
+    if m.master.is_some() {
+        let v = view
+            .master(name)
+            .ok_or_else(|| not_found(format!("no instance of {name:?} claims master")))?;
+        return Ok(with_index(Json(v.to_json()).into_response(), view.index));
+    }
     // The name's own change index: the body is rendered once per change
     // of this service, however many other services change.
     let at = view.last_change_of(&format!("/srv/{name}"));
@@ -68,7 +60,13 @@ pub(super) async fn get_srv(
         _ => {
             let mut out: BTreeMap<String, Value> = BTreeMap::new();
             for v in view.instances(name) {
-                out.insert(v.service.instance().to_owned(), instance_json(v));
+                // Ids are unique per catalogue; the same id announced at
+                // two catalogues is told apart by the catalogue.
+                let mut key = v.id().to_owned();
+                if out.contains_key(&key) {
+                    key = format!("{key}@{}", v.catalogue.addr());
+                }
+                out.insert(key, v.to_json());
             }
             if out.is_empty() {
                 return Err(not_found(format!("no instances of {name:?}")));
@@ -118,9 +116,9 @@ pub(super) async fn get_instance(
     let view = block(&api, &format!("/srv/{name}/{host}"), &q).await?;
     let v = view
         .instances(name)
-        .find(|v| v.service.instance() == host)
+        .find(|v| v.id() == host)
         .ok_or_else(|| not_found(format!("no instance {host:?} of {name:?}")))?;
-    Ok(with_index(Json(instance_json(v)).into_response(), view.index))
+    Ok(with_index(Json(v.to_json()).into_response(), view.index))
 }
 
 /// Hosts may carry a port (`10.0.0.1:8080`) for line-protocol instances.
@@ -174,17 +172,30 @@ pub(super) async fn put_instance(
                 .ok_or_else(|| bad("\"master\" must be true or false"))?,
         ),
     };
-    let service = ServiceUri::parse(&format!("nesoi://{host}/{name}")).map_err(|e| bad(e.to_string()))?;
+    let attrs_in = match v.get("attrs") {
+        None => serde_json::Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => return Err(bad("\"attrs\" must be an object of strings")),
+    };
+    let service = announced_uri(name, host, endpoints);
     let updated_at = rfc3339(crate::clock::now_ms());
-    let mut attrs: Attrs = [
-        ("endpoints", endpoints.to_string()),
-        ("ttl", ttl.to_string()),
-        ("updated_at", updated_at.clone()),
-    ]
-    .into_iter()
-    .collect();
+    let mut attrs = Attrs::default();
+    for (k, v) in attrs_in {
+        let Value::String(v) = v else {
+            return Err(bad(format!("attribute {k:?} must be a string")));
+        };
+        if instance::is_model_key(&k) {
+            return Err(bad(format!(
+                "attribute {k:?} is a field of the instance model; give it at the top level"
+            )));
+        }
+        attrs.0.insert(k, v);
+    }
+    attrs.0.insert(instance::ID.into(), host.to_owned());
+    attrs.0.insert(instance::ENDPOINTS.into(), endpoints.to_string());
+    attrs.0.insert(instance::UPDATED_AT.into(), updated_at.clone());
     if let Some(m) = master {
-        attrs.0.insert("master".into(), m.to_string());
+        attrs.0.insert(instance::MASTER.into(), m.to_string());
     }
     let registered = ask(&api, |reply| Request::Register {
         service: service.clone(),
@@ -193,13 +204,26 @@ pub(super) async fn put_instance(
         reply,
     })
     .await??;
-    let mut out =
-        json!({"service": service.as_str(), "endpoints": endpoints, "ttl": ttl, "updated_at": updated_at});
+    // The same id announced with other endpoints earlier is a different
+    // URI: withdraw the old one, so one id is one instance.
+    let mut replaced = false;
+    for old in own_instances(&api, name, host) {
+        if old != service {
+            replaced |= ask(&api, |reply| Request::Unregister { service: old, reply }).await?;
+        }
+    }
+    let mut out = json!({
+        "service": service.as_str(),
+        "id": host,
+        "endpoints": endpoints,
+        "ttl": ttl,
+        "updated_at": updated_at,
+    });
     if let Some(m) = master {
         out["master"] = Value::Bool(m);
     }
     Ok((
-        if registered == rarangi_core::Registered::Created {
+        if registered == rarangi_core::Registered::Created && !replaced {
             StatusCode::CREATED
         } else {
             StatusCode::OK
@@ -209,6 +233,17 @@ pub(super) async fn put_instance(
         .into_response())
 }
 
+/// The service URIs of instance `id` of `name` registered at this
+/// catalogue.
+fn own_instances(api: &Api, name: &str, id: &str) -> Vec<ServiceUri> {
+    let here = &api.shared.settings.uri;
+    api.view()
+        .instances(name)
+        .filter(|i| &i.catalogue == here && i.id() == id)
+        .map(|i| i.service.clone())
+        .collect()
+}
+
 pub(super) async fn delete_instance(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -216,23 +251,26 @@ pub(super) async fn delete_instance(
 ) -> ApiResult {
     may_register(&api, peer)?;
     let (name, host) = (segment(&name)?, segment(&host)?);
-    let service = ServiceUri::parse(&format!("nesoi://{host}/{name}")).map_err(|e| bad(e.to_string()))?;
-    if ask(&api, |reply| Request::Unregister {
-        service: service.clone(),
-        reply,
-    })
-    .await?
-    {
+    let mut withdrawn = false;
+    for service in own_instances(&api, name, host) {
+        withdrawn |= ask(&api, |reply| Request::Unregister { service, reply }).await?;
+    }
+    if withdrawn {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let view = api.view();
-    let found = view.instances(name).find(|v| v.service == service);
+    let found = view.instances(name).find(|v| v.id() == host);
     match found {
         Some(v) => Err(ApiError(
             StatusCode::CONFLICT,
             format!(
-                "{service} is registered at {}; delete it there (or let its TTL lapse)",
-                v.catalogue
+                "instance {host:?} of {name:?} is registered at {}{}; delete it there",
+                v.catalogue,
+                if &v.catalogue == &api.shared.settings.uri {
+                    " over the line protocol"
+                } else {
+                    ""
+                }
             ),
         )),
         None => Err(not_found(format!(

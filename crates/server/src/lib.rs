@@ -16,8 +16,8 @@
 mod access;
 mod clock;
 mod driver;
-mod model;
 pub mod http;
+mod model;
 mod net;
 pub mod settings;
 pub mod store;
@@ -132,6 +132,14 @@ pub fn init_logging(format: LogFormat) {
 /// Runs a catalogue until `shutdown` is cancelled (or SIGTERM/SIGINT when
 /// called from the command line).
 pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<(), ServeError> {
+    // Declared first, dropped last: after the store and the socket.
+    let _dev = settings.dev_dir.clone().map(|dir| {
+        tracing::warn!(
+            dir = %dir.display(),
+            "development mode (--dev): loopback only, state in a temporary directory removed at exit"
+        );
+        DevDir(dir)
+    });
     let tls = match &settings.tls {
         Some(files) => Some(Arc::new(
             net::Tls::load(files, settings.tls_verify_clients).map_err(ServeError::Tls)?,
@@ -271,6 +279,15 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     let _ = tokio::time::timeout(Duration::from_secs(2), done_rx.recv()).await;
     tracing::info!("stopped");
     outcome
+}
+
+/// `--dev`'s temporary directory, removed when the catalogue stops.
+struct DevDir(std::path::PathBuf);
+
+impl Drop for DevDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Re-reads the TLS files on SIGHUP: new handshakes use them, links up

@@ -86,6 +86,13 @@ pub struct ServeArgs {
     #[arg(long, env = "RARANGI_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// A throw-away catalogue for trying things, like `consul agent -dev`:
+    /// everything on loopback (line protocol, HTTP, DNS), the Unix socket
+    /// and state in a temporary directory removed at exit; nothing written
+    /// to /var/lib, /run or your home. Other flags still apply.
+    #[arg(long, env = "RARANGI_DEV")]
+    #[serde(skip)]
+    pub dev: bool,
     /// Environment: production, staging, testing, development, or any
     /// [a-z0-9][a-z0-9-]{0,31} (those have no well-known ports). [default: development]
     #[arg(long, env = "RARANGI_ENV")]
@@ -327,6 +334,9 @@ pub struct Settings {
     pub peers: Vec<String>,
     /// Durable state directory.
     pub data_dir: PathBuf,
+    /// `--dev`: the temporary directory holding the socket and the state,
+    /// removed when the catalogue stops.
+    pub dev_dir: Option<PathBuf>,
     /// Heartbeat interval.
     pub heartbeat: Duration,
     /// Dead-after.
@@ -473,6 +483,7 @@ impl ServeArgs {
         let list = |a: Vec<String>, b: Vec<String>| if a.is_empty() { b } else { a };
         ServeArgs {
             config: self.config,
+            dev: self.dev,
             env: self.env.or(file.env),
             side: self.side.or(file.side),
             cluster: self.cluster.or(file.cluster),
@@ -541,9 +552,13 @@ impl ServeArgs {
                         "environment {env:?} has no well-known ports; give --listen HOST:PORT"
                     ))
                 })?;
-                SocketAddr::from(([0, 0, 0, 0], port))
+                let any = if self.dev { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
+                SocketAddr::from((any, port))
             }
         };
+        let dev_dir = self
+            .dev
+            .then(|| dirs.temp_dir.join(format!("rarangi-dev-{}", std::process::id())));
         let advertise = match self.advertise {
             Some(a) => a,
             None if listen.ip().is_unspecified() => format!("{}:{}", host_name(), listen.port()),
@@ -551,8 +566,16 @@ impl ServeArgs {
         };
         let uri = CatalogueUri::from_addr(&advertise)
             .map_err(|e| ConfigError::Invalid(format!("--advertise {advertise:?}: {e}")))?;
-        let unix = self.unix.unwrap_or_else(|| dirs.unix_socket(&env, side));
-        let data_dir = self.data_dir.unwrap_or_else(|| dirs.data_dir(&env, side));
+        let unix = match (self.unix, &dev_dir) {
+            (Some(u), _) => u,
+            (None, Some(d)) => d.join(format!("{env}-{}.sock", side.as_str())),
+            (None, None) => dirs.unix_socket(&env, side),
+        };
+        let data_dir = match (self.data_dir, &dev_dir) {
+            (Some(d), _) => d,
+            (None, Some(d)) => d.join("data"),
+            (None, None) => dirs.data_dir(&env, side),
+        };
         let heartbeat_ms = self.heartbeat_ms.unwrap_or(DEFAULT_HEARTBEAT_MS);
         let dead_after_ms = self.dead_after_ms.unwrap_or(DEFAULT_DEAD_AFTER_MS);
         if heartbeat_ms == 0 || dead_after_ms <= heartbeat_ms {
@@ -601,6 +624,7 @@ impl ServeArgs {
             unix,
             peers: self.peers,
             data_dir,
+            dev_dir,
             heartbeat: Duration::from_millis(heartbeat_ms),
             dead_after: Duration::from_millis(dead_after_ms),
             log_format: self.log_format.unwrap_or_default(),

@@ -310,3 +310,28 @@ fn the_http_api_stays_on_loopback_unless_secured_or_insecure() {
     .unwrap_err();
     assert!(chain(&e).contains("bad-tokens:2:"), "{}", chain(&e));
 }
+
+#[test]
+fn dev_mode_keeps_everything_on_loopback_and_in_a_temporary_directory() {
+    let root = UserDirs { euid: 0, ..user() };
+    let s = ServeArgs {
+        dev: true,
+        ..ServeArgs::default()
+    }
+    .resolve_for(&root)
+    .unwrap();
+    let dir = s.dev_dir.clone().expect("a temporary directory");
+    assert!(dir.starts_with("/tmp"), "{dir:?}");
+    assert!(s.listen.ip().is_loopback(), "{}", s.listen);
+    assert!(s.http.is_some_and(|a| a.ip().is_loopback()));
+    assert!(s.unix.starts_with(&dir) && s.data_dir.starts_with(&dir), "{s:?}");
+    // Explicit flags still win.
+    let s = ServeArgs {
+        dev: true,
+        data_dir: Some("/srv/r".into()),
+        ..ServeArgs::default()
+    }
+    .resolve_for(&root)
+    .unwrap();
+    assert_eq!(s.data_dir, PathBuf::from("/srv/r"));
+}

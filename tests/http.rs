@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use common::http::*;
 use common::*;
-use rarangi_client::{register, Attrs};
+use rarangi_client::register;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;

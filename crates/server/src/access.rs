@@ -4,10 +4,30 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use rarangi_core::Registration;
 
 /// Why a registration was refused, for answers and logs (DESIGN §3).
-pub(crate) const REGISTER_RULE: &str = "registrations are accepted only on the Unix socket, from loopback, \
-     or from addresses allowed by --allow-register";
+pub(crate) use rarangi_core::REGISTER_RULE;
+
+/// The registration rule over TLS (the line-protocol port with TLS on, and
+/// HTTPS): the certificate decides, not the address.
+pub(crate) const REGISTER_RULE_TLS: &str = "over TLS, registrations need a client certificate \
+     signed by the catalogue's CA (give the client --tls-cert and --tls-key; \
+     --allow-register applies to plain-text connections only)";
+
+/// The registration rule on the Unix socket with `--register-uid`/`--register-gid`.
+pub(crate) const REGISTER_RULE_LOCAL: &str = "on the Unix socket, registrations are accepted only \
+     from the users of --register-uid and the groups of --register-gid";
+
+/// Whether a TLS client may register: it presented a certificate, which
+/// the handshake verified against the CA.
+pub(crate) fn tls_registration(has_certificate: bool) -> Registration {
+    if has_certificate {
+        Registration::Allowed
+    } else {
+        Registration::Refused(REGISTER_RULE_TLS)
+    }
+}
 
 /// `ip`, as IPv4 when it is an IPv4-mapped IPv6 address (a dual-stack
 /// listener sees `::ffff:10.0.0.1`), so one rule covers both forms.

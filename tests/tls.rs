@@ -4,6 +4,8 @@
 //! `--peer-allow` without TLS, and `--register-uid` on the Unix socket.
 
 mod common;
+#[path = "tls_https.rs"]
+mod https;
 
 #[allow(unused_imports)]
 use common::eventually as _;
@@ -201,6 +203,11 @@ async fn three_tls_catalogues_link_replicate_and_refuse_strangers() {
     };
     let e = plain_client.request(&reg).await.unwrap_err();
     assert!(e.to_string().contains("not-allowed"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("client certificate signed by the catalogue's CA"),
+        "{e}"
+    );
 
     // A plain-text dialer: refused during the handshake, logged with its address.
     let s = TcpStream::connect(&a).await.unwrap();

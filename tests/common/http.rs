@@ -32,9 +32,10 @@ pub async fn http_with(
     http_over(s, addr, method, path, headers, body).await
 }
 
-/// [`http_with`] over a connection the caller made (from a chosen address, say).
-pub async fn http_over(
-    s: TcpStream,
+/// [`http_with`] over a connection the caller made (from a chosen address,
+/// or over TLS for HTTPS, say).
+pub async fn http_over<S: AsyncRead + AsyncWrite + Unpin>(
+    s: S,
     addr: &str,
     method: &str,
     path: &str,
@@ -59,8 +60,8 @@ pub async fn try_http(
 }
 
 /// One request and its whole answer (`Connection: close`).
-async fn exchange_http(
-    mut s: TcpStream,
+async fn exchange_http<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
     addr: &str,
     method: &str,
     path: &str,

@@ -8,37 +8,42 @@
 //! target/release/rarangi-bench quick    # small sizes, a smoke run
 //! target/release/rarangi-bench all --compare   # also etcd 3.4 (apt)
 //! target/release/rarangi-bench all --only scale  # one part, printed only
+//! target/release/rarangi-bench tls      # the cost of TLS alone (= all --only tls)
 //! ```
 
 use anyhow::{bail, Result};
 use rarangi_bench::parts::{
-    churn, etcd_side_by_side, lookups, propagation, scale, serf_side_by_side, sim, withdrawal,
+    churn, etcd_side_by_side, lookups, propagation, scale, serf_side_by_side, sim, tls_cost, withdrawal,
 };
 use rarangi_bench::report::{write_docs, Report};
 
 /// The parts `--only` accepts.
-const PARTS: &str = "propagation, withdrawal, churn, lookups, scale, sim, etcd, serf";
+const PARTS: &str = "propagation, withdrawal, churn, lookups, tls, scale, sim, etcd, serf";
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!(
-            "usage: rarangi-bench all|quick [--compare] [--only PART,...]\n\n\
+            "usage: rarangi-bench all|quick|tls [--compare] [--only PART,...]\n\n\
              all       full sizes; writes docs/BENCHMARKS.md and docs/bench-propagation.png\n\
              quick     small sizes (a smoke run); writes the same files\n\
+             tls       the cost of TLS alone, full sizes, printed only (all --only tls)\n\
              --compare also run etcd 3.4 and Serf side by side (installed with apt if missing)\n\
              --only    run just these parts and print them, writing nothing: {PARTS}"
         );
         return Ok(());
     }
-    let mode = args.first().cloned().unwrap_or_else(|| "quick".into());
+    let mut mode = args.first().cloned().unwrap_or_else(|| "quick".into());
     let compare = args.iter().any(|a| a == "--compare");
-    let only: Option<Vec<String>> = args.iter().position(|a| a == "--only").map(|i| {
+    let mut only: Option<Vec<String>> = args.iter().position(|a| a == "--only").map(|i| {
         args.get(i + 1)
             .map(|v| v.split(',').map(str::to_owned).collect())
             .unwrap_or_default()
     });
+    if mode == "tls" {
+        (mode, only) = ("all".into(), Some(vec!["tls".into()]));
+    }
     if let Some(parts) = &only {
         if let Some(bad) = parts.iter().find(|p| !PARTS.split(", ").any(|k| k == p.as_str())) {
             bail!("unknown part {bad:?} for --only: choose from {PARTS}");
@@ -64,6 +69,9 @@ async fn main() -> Result<()> {
     }
     if wants("lookups") {
         lookups(&mut r, if quick { 2 } else { 5 }).await?;
+    }
+    if wants("tls") {
+        tls_cost(&mut r, if quick { 10 } else { 40 }, if quick { 2 } else { 5 }).await?;
     }
     if wants("scale") {
         for &n in if quick {

@@ -28,7 +28,7 @@ pub use connection::{Connection, Endpoint, Error, Options};
 pub use registration::{register, Registration};
 pub use resolver::{order_by_locality, Resolver};
 pub use subscription::{lookup, subscribe, Event, Instance, Subscription};
-pub use tls::TlsOptions;
+pub use tls::{TlsClient, TlsOptions};
 
 pub use rarangi_proto::{Attrs, CatalogueUri, ServiceUri};
 

@@ -83,12 +83,42 @@ pub(crate) async fn connect(
     addr: &str,
     tcp: TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Error> {
-    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let name = ServerName::try_from(host.to_owned())
-        .map_err(|e| Error::Invalid(format!("{host:?} cannot be checked against a certificate: {e}")))?;
-    Ok(opts.connector()?.connect(name, tcp).await?)
+    opts.client()?.connect(addr, tcp).await
+}
+
+/// A TLS client built once from [`TlsOptions`], for many connections (a
+/// load generator's, say) without reading the files again.
+#[derive(Clone)]
+pub struct TlsClient(TlsConnector);
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsClient")
+    }
+}
+
+impl TlsOptions {
+    /// Reads the files once into a reusable [`TlsClient`].
+    pub fn client(&self) -> Result<TlsClient, Error> {
+        self.connector().map(TlsClient)
+    }
+}
+
+impl TlsClient {
+    /// Runs the handshake over `tcp` with the catalogue at `addr`
+    /// (`host:port`), whose certificate must name its host.
+    pub async fn connect(
+        &self,
+        addr: &str,
+        tcp: TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Error> {
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| Error::Invalid(format!("{host:?} cannot be checked against a certificate: {e}")))?;
+        Ok(self.0.connect(name, tcp).await?)
+    }
 }

@@ -27,7 +27,9 @@ mod sync;
 mod topology;
 mod welcome;
 
-pub use catalogue::{Catalogue, KeyError, LimitError, PreparedWrite, ServiceView, TopologyView};
+pub use catalogue::{
+    Catalogue, KeyError, LimitError, PreparedWrite, Registration, ServiceView, TopologyView, REGISTER_RULE,
+};
 pub use config::{
     Config, Limits, DEFAULT_REGEX_BYTES_PER_CLIENT, DEFAULT_REGEX_BYTES_TOTAL, DEFAULT_SERVICES_PER_CATALOGUE,
 };

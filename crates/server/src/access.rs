@@ -4,10 +4,27 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use rarangi_core::Registration;
 
-/// Why a registration was refused, for answers and logs (DESIGN §3).
-pub(crate) const REGISTER_RULE: &str = "registrations are accepted only on the Unix socket, from loopback, \
-     or from addresses allowed by --allow-register";
+/// The registration rule over TLS (the line-protocol port with TLS on, and
+/// HTTPS): the certificate decides, not the address.
+pub(crate) const REGISTER_RULE_TLS: &str = "over TLS, registrations need a client certificate \
+     signed by the catalogue's CA (give the client --tls-cert and --tls-key; \
+     --allow-register applies to plain-text connections only)";
+
+/// The registration rule on the Unix socket with `--register-uid`/`--register-gid`.
+pub(crate) const REGISTER_RULE_LOCAL: &str = "on the Unix socket, registrations are accepted only \
+     from the users of --register-uid and the groups of --register-gid";
+
+/// Whether a TLS client may register: it presented a certificate, which
+/// the handshake verified against the CA.
+pub(crate) fn tls_registration(has_certificate: bool) -> Registration {
+    if has_certificate {
+        Registration::Allowed
+    } else {
+        Registration::Refused(REGISTER_RULE_TLS)
+    }
+}
 
 /// `ip`, as IPv4 when it is an IPv4-mapped IPv6 address (a dual-stack
 /// listener sees `::ffff:10.0.0.1`), so one rule covers both forms.
@@ -26,9 +43,20 @@ pub(crate) fn may_register(ip: IpAddr, allow: &[IpNet]) -> bool {
     ip.is_loopback() || allow.iter().any(|n| n.contains(&ip))
 }
 
+/// Whether an HTTP client at `ip` may register (PUT and DELETE on
+/// `/srv/NAME/HOST`): as REG_SERV on the same transport. `https` is None
+/// for plain HTTP, else whether the client presented a verified certificate.
+pub(crate) fn http_registration(ip: IpAddr, https: Option<bool>, allow: &[IpNet]) -> Registration {
+    match https {
+        Some(has_certificate) => tls_registration(has_certificate),
+        None => may_register(ip, allow).into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rarangi_core::REGISTER_RULE;
 
     #[test]
     fn registration_by_address() {
@@ -43,5 +71,29 @@ mod tests {
         assert!(may_register(ip("::ffff:10.1.2.3"), &allow));
         assert!(!may_register(ip("10.2.0.1"), &allow));
         assert_eq!(canonical(ip("::ffff:10.2.0.1")), ip("10.2.0.1"));
+    }
+
+    #[test]
+    fn over_tls_the_certificate_decides() {
+        let ip = |a: &str| a.parse::<IpAddr>().unwrap();
+        let allow: Vec<IpNet> = vec!["10.1.0.0/16".parse().unwrap()];
+        assert_eq!(
+            http_registration(ip("127.0.0.1"), None, &[]),
+            Registration::Allowed
+        );
+        assert_eq!(
+            http_registration(ip("10.2.0.1"), None, &allow),
+            Registration::Refused(REGISTER_RULE)
+        );
+        // Neither loopback nor --allow-register stands in for a certificate.
+        assert_eq!(
+            http_registration(ip("127.0.0.1"), Some(false), &allow),
+            Registration::Refused(REGISTER_RULE_TLS)
+        );
+        assert_eq!(
+            http_registration(ip("10.9.9.9"), Some(true), &[]),
+            Registration::Allowed
+        );
+        assert!(REGISTER_RULE_TLS.contains("client certificate signed by the catalogue's CA"));
     }
 }

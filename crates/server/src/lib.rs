@@ -30,7 +30,7 @@ use std::time::Duration;
 pub use net::TlsError;
 use rarangi_core::Catalogue;
 use rarangi_proto::Message;
-pub use settings::{ConfigError, LogFormat, ServeArgs, Settings, TlsFiles};
+pub use settings::{ConfigError, HttpTls, LogFormat, ServeArgs, Settings, TlsFiles};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinError;
@@ -187,7 +187,8 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         changes: tokio::sync::broadcast::channel(4096).0,
         view: view_rx,
         http_base: format!(
-            "http://{}:{}",
+            "{}://{}:{}",
+            if settings.http_tls { "https" } else { "http" },
             settings
                 .uri
                 .addr()
@@ -220,6 +221,9 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     }
     // Before the HTTP port is bound: whoever can connect has been warned.
     http::auth::warn_if_open(&settings);
+    if settings.tls.is_some() && !settings.http_tls && settings.http.is_some_and(http::auth::exposed) {
+        tracing::warn!("the HTTP API listens beyond loopback in plain text (--http-tls off): tokens and data cross the network unencrypted");
+    }
     if let Some(tls) = tls {
         tokio::spawn(reload_on_sighup(tls, shutdown.clone()));
     }
@@ -253,7 +257,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         ))
     });
     let http_task = http_listener.map(|l| {
-        tracing::info!(http = %settings.http.expect("set"), "HTTP API listening");
+        tracing::info!(http = %settings.http.expect("set"), https = settings.http_tls, "HTTP API listening");
         tokio::spawn(http::serve(l, shared.clone(), shutdown.clone()))
     });
     for addr in settings.peers.clone() {

@@ -44,6 +44,20 @@ impl From<SideArg> for Side {
     }
 }
 
+/// Whether the HTTP API speaks HTTPS (`--http-tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpTls {
+    /// HTTPS when TLS is configured and the API listens beyond loopback;
+    /// plain HTTP on loopback, where nothing crosses the network.
+    #[default]
+    Auto,
+    /// Always HTTPS (needs --tls-ca/--tls-cert/--tls-key).
+    On,
+    /// Always plain HTTP.
+    Off,
+}
+
 /// Heartbeat interval on catalogue links, in milliseconds.
 pub const DEFAULT_HEARTBEAT_MS: u64 = 1000;
 /// A link silent this long (ms) is dead.
@@ -265,6 +279,13 @@ pub struct ServeArgs {
     #[arg(long, env = "RARANGI_HTTP_INSECURE")]
     #[serde(default)]
     pub http_insecure: bool,
+    /// HTTPS on the HTTP API's port, with the --tls-cert certificate (client
+    /// certificates optional unless --tls-verify-clients; tokens still
+    /// apply): "auto" serves HTTPS when TLS is configured and --http listens
+    /// beyond loopback, and plain HTTP on loopback for local tools; "on"
+    /// always (needs TLS); "off" never. [default: auto]
+    #[arg(long, env = "RARANGI_HTTP_TLS")]
+    pub http_tls: Option<HttpTls>,
     /// The only networks webhooks may be POSTed to (repeatable), checked on
     /// the resolved address. [default: anywhere when the HTTP API listens
     /// on loopback only, else anywhere but loopback and link-local]
@@ -389,6 +410,8 @@ pub struct Settings {
     pub http_tokens: Option<TokenFile>,
     /// The HTTP API may listen beyond loopback without tokens.
     pub http_insecure: bool,
+    /// The HTTP API speaks HTTPS (with the TLS files of `tls`).
+    pub http_tls: bool,
     /// Networks webhooks may go to (empty: the default rule).
     pub hook_allow: Vec<IpNet>,
     /// Extra CA certificates for https webhook endpoints.
@@ -532,6 +555,7 @@ impl ServeArgs {
             },
             http_token_file: self.http_token_file.or(file.http_token_file),
             http_insecure: self.http_insecure || file.http_insecure,
+            http_tls: self.http_tls.or(file.http_tls),
             hook_allow: list(self.hook_allow, file.hook_allow),
             hook_ca: self.hook_ca.or(file.hook_ca),
         }
@@ -615,6 +639,18 @@ impl ServeArgs {
         if let Some(addr) = http {
             check_exposure(addr, http_tokens.is_some(), self.http_insecure).map_err(ConfigError::Invalid)?;
         }
+        let http_tls = match self.http_tls.unwrap_or_default() {
+            HttpTls::On if tls.is_none() => {
+                return Err(ConfigError::Invalid(
+                    "--http-tls on needs --tls-ca, --tls-cert and --tls-key".into(),
+                ))
+            }
+            HttpTls::On => true,
+            HttpTls::Off => false,
+            // Loopback traffic never leaves the host: plain HTTP keeps curl
+            // and scripts simple there (Consul's `http` beside `https`).
+            HttpTls::Auto => tls.is_some() && http.is_some_and(crate::http::auth::exposed),
+        };
         Ok(Settings {
             env,
             side,
@@ -683,6 +719,7 @@ impl ServeArgs {
             register_gid: self.register_gid,
             http_tokens,
             http_insecure: self.http_insecure,
+            http_tls,
             hook_allow,
             hook_ca: self.hook_ca,
         })

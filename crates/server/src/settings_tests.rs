@@ -335,3 +335,38 @@ fn dev_mode_keeps_everything_on_loopback_and_in_a_temporary_directory() {
     .unwrap();
     assert_eq!(s.data_dir, PathBuf::from("/srv/r"));
 }
+
+#[test]
+fn https_by_default_only_when_tls_is_configured_and_the_api_is_exposed() {
+    let tls = |http: &str, mode: Option<HttpTls>| ServeArgs {
+        tls_ca: Some("ca.pem".into()),
+        tls_cert: Some("c.pem".into()),
+        tls_key: Some("k.pem".into()),
+        http: Some(http.into()),
+        http_insecure: true,
+        http_tls: mode,
+        ..ServeArgs::default()
+    };
+    let https = |args: ServeArgs| args.resolve_for(&user()).map(|s| s.http_tls);
+    assert!(
+        !https(tls("127.0.0.1:4792", None)).unwrap(),
+        "loopback: plain HTTP"
+    );
+    assert!(https(tls("0.0.0.0:4792", None)).unwrap(), "exposed: HTTPS");
+    assert!(https(tls("127.0.0.1:4792", Some(HttpTls::On))).unwrap());
+    assert!(!https(tls("0.0.0.0:4792", Some(HttpTls::Off))).unwrap());
+    let plain = ServeArgs {
+        http: Some("0.0.0.0:4792".into()),
+        http_insecure: true,
+        ..ServeArgs::default()
+    };
+    assert!(!https(plain.clone()).unwrap(), "no TLS: plain HTTP");
+    let e = https(ServeArgs {
+        http_tls: Some(HttpTls::On),
+        ..plain
+    })
+    .unwrap_err();
+    assert!(chain(&e).contains("--http-tls on needs --tls-ca"), "{e}");
+    let toml: ServeArgs = toml::from_str("http-tls = \"on\"").unwrap();
+    assert_eq!(toml.http_tls, Some(HttpTls::On));
+}

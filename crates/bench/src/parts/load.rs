@@ -55,14 +55,16 @@ pub async fn churn(r: &mut Report, secs: u64) -> Result<()> {
     Ok(())
 }
 
-/// One line-protocol load connection: 32 lookups in flight (SUB_SERV then
-/// UNSUB_SERV, written in one go), until `deadline`. The answers are counted
-/// by their first field, not parsed, so the generator stays light next to
-/// the catalogue it measures. Returns the lookups completed.
-async fn lookup_load(addr: String, worker: u64, deadline: Instant) -> Result<u64> {
+/// One line-protocol load connection (plain TCP or TLS): 32 lookups in
+/// flight (SUB_SERV then UNSUB_SERV, written in one go), until `deadline`.
+/// The answers are counted by their first field, not parsed, so the
+/// generator stays light next to the catalogue it measures. Returns the
+/// lookups completed.
+pub(crate) async fn lookup_load<S>(mut tcp: S, worker: u64, deadline: Instant) -> Result<u64>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(&addr).await?;
-    tcp.set_nodelay(true)?;
     let (mut done, mut buf) = (0u64, vec![0u8; 1 << 16]);
     // The first bytes of the line being read, and how far into it we are.
     let (mut head, mut pos) = ([0u8; 3], 0usize);
@@ -99,25 +101,33 @@ async fn lookup_load(addr: String, worker: u64, deadline: Instant) -> Result<u64
     Ok(done)
 }
 
-/// Lookups per second over the line protocol, and HTTP GET /srv/NAME with wrk.
-pub async fn lookups(r: &mut Report, secs: u64) -> Result<()> {
-    let cats = start_network(1, &[], 1000, 5000)?;
-    let mut owner = Connection::connect(&cats[0].opts()).await?;
+/// Registers the 1,000 services lookups look up (20 per name, `svc0` to
+/// `svc49`) on `owner`, and waits until the catalogue has them.
+pub(crate) async fn fill(owner: &mut Connection) -> Result<()> {
     for i in 0..1000 {
         reg(
-            &mut owner,
+            owner,
             &format!("tcp://10.0.{}.{}:80/svc{}", i / 250, i % 250, i % 50),
         )
         .await?;
     }
     owner.request(&Message::Heartbeat).await?;
+    Ok(())
+}
+
+/// Lookups per second over the line protocol, and HTTP GET /srv/NAME with wrk.
+pub async fn lookups(r: &mut Report, secs: u64) -> Result<()> {
+    let cats = start_network(1, &[], 1000, 5000)?;
+    let mut owner = Connection::connect(&cats[0].opts()).await?;
+    fill(&mut owner).await?;
     let pid = pid(&cats[0])?;
     let (_, cpu_line0) = proc_stats(pid);
     let deadline = clock::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for w in 0..4 {
-        let addr = cats[0].addr.clone();
-        tasks.push(tokio::spawn(lookup_load(addr, w, deadline)));
+        let tcp = tokio::net::TcpStream::connect(&cats[0].addr).await?;
+        tcp.set_nodelay(true)?;
+        tasks.push(tokio::spawn(lookup_load(tcp, w, deadline)));
     }
     let t0 = clock::now();
     let mut total = 0;

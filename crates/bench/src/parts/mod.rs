@@ -5,6 +5,7 @@ mod latency;
 mod load;
 mod scale;
 mod sim;
+mod tls;
 
 use anyhow::Result;
 use rarangi_client::Connection;
@@ -16,6 +17,7 @@ pub use latency::{propagation, withdrawal};
 pub use load::{churn, lookups};
 pub use scale::scale;
 pub use sim::sim;
+pub use tls::tls_cost;
 
 #[cfg(doc)]
 use crate::report::Report;

@@ -15,13 +15,44 @@ use crate::sort_key::SortKey;
 /// One client connection.
 #[derive(Debug, Default)]
 pub(super) struct Client {
-    pub(super) may_register: bool,
+    pub(super) may_register: Registration,
     pub(super) regs: BTreeSet<ServiceUri>,
     /// Regex sources, in subscription order; compiled in `regexes`.
     pub(super) subs: Vec<String>,
     /// Bytes charged for the regexes of `subs` (see `regexes`).
     pub(super) regex_bytes: usize,
     pub(super) follows_links: bool,
+}
+
+/// Whether a client may register services (REG_SERV), as the server
+/// judged its transport (address, certificate, Unix credentials).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// It may.
+    Allowed,
+    /// It may not; the rule it does not meet, said in the refusal.
+    Refused(&'static str),
+}
+
+/// The registration rule of a plain-text connection (DESIGN §3).
+pub const REGISTER_RULE: &str = "registrations are accepted only on the Unix socket, from loopback, \
+     or from addresses allowed by --allow-register";
+
+impl Default for Registration {
+    fn default() -> Self {
+        Registration::Refused(REGISTER_RULE)
+    }
+}
+
+impl From<bool> for Registration {
+    /// `true`: allowed; `false`: refused under the plain-text rule.
+    fn from(allowed: bool) -> Self {
+        if allowed {
+            Registration::Allowed
+        } else {
+            Registration::Refused(REGISTER_RULE)
+        }
+    }
 }
 
 /// Snapshot lines kept cached across all regexes. Any one snapshot is
@@ -38,9 +69,8 @@ impl Catalogue {
         let limit = self.cfg.limits.registrations_per_client;
         let pressure = self.memory_pressure;
         let c = self.clients.get_mut(&client).expect("caller checked");
-        if !c.may_register {
-            let detail = "REG_SERV is accepted only on the Unix socket, from loopback, or from addresses allowed by --allow-register".to_owned();
-            self.refuse(client, ErrorCode::NotAllowed, detail);
+        if let Registration::Refused(rule) = c.may_register {
+            self.refuse(client, ErrorCode::NotAllowed, format!("REG_SERV refused: {rule}"));
             return;
         }
         if c.regs.len() >= limit && !c.regs.contains(&service) {

@@ -30,6 +30,7 @@ use crate::hooks::HookState;
 use crate::lease::OwnReg;
 pub use admit::{KeyError, LimitError};
 use clients::Client;
+pub use clients::{Registration, REGISTER_RULE};
 use link::{Peer, PeerState};
 pub use nesoi::PreparedWrite;
 use regexes::Regexes;
@@ -265,12 +266,13 @@ impl Catalogue {
     }
 
     /// A client connected. `may_register` says whether REG_SERV is allowed
-    /// on this connection (Unix socket, loopback or allow-listed).
-    pub fn client_connected(&mut self, client: ClientId, may_register: bool) {
+    /// on this connection (Unix socket, loopback, allow-listed, or a client
+    /// certificate over TLS) and, if not, which rule its refusal names.
+    pub fn client_connected(&mut self, client: ClientId, may_register: impl Into<Registration>) {
         self.clients.insert(
             client,
             Client {
-                may_register,
+                may_register: may_register.into(),
                 ..Client::default()
             },
         );

@@ -64,7 +64,7 @@ pub(crate) enum Event {
     /// A client connected.
     ClientUp {
         conn: ConnId,
-        may_register: bool,
+        may_register: rarangi_core::Registration,
         handle: Handle,
     },
     /// A line from a client.

@@ -125,16 +125,29 @@ fn not_found(msg: impl Into<String>) -> ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-/// Serves the API until shutdown.
+/// Put on every request that came over HTTPS: whether the client
+/// presented a certificate the handshake verified against the CA (the
+/// registration rule over TLS, as for REG_SERV).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Https {
+    /// A verified client certificate was presented.
+    pub(crate) client_certificate: bool,
+}
+
+/// Serves the API until shutdown: plain HTTP, or HTTPS with the catalogue's
+/// certificate when `--http-tls` says so (the TLS configuration of the
+/// line-protocol port, so SIGHUP renews both).
 pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
     let limit = shared.settings.http_body_limit;
     let gate = shared.gate.clone();
+    let tls = shared.settings.http_tls.then(|| shared.tls.clone()).flatten();
+    let header_timeout = shared.settings.http_header_timeout;
     let mut http1 = hyper::server::conn::http1::Builder::new();
     // hyper runs this timer whenever it waits for a request head: on a new
     // connection (slowloris) and on an idle keep-alive connection alike.
     http1
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(shared.settings.http_header_timeout);
+        .header_read_timeout(header_timeout);
     let state = Arc::new(HttpState {
         shared,
         srv_cache: Mutex::default(),
@@ -162,23 +175,101 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>
         let permit = match gate.admit(addr.ip(), false) {
             Ok(p) => p,
             Err(why) => {
-                refuse(stream, &why);
+                let status = match why {
+                    crate::net::Refusal::PerIp { .. } => "429 Too Many Requests",
+                    crate::net::Refusal::Total { .. } => "503 Service Unavailable",
+                };
+                refuse(stream, status, &why.to_string());
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
         // The peer's address, for rules by address (PUT /srv).
         let app = app.clone().layer(axum::Extension(ConnectInfo(addr)));
-        let service = hyper_util::service::TowerToHyperService::new(app);
-        let conn = http1.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
-        });
+        let (http1, watcher) = (http1.clone(), graceful.watcher());
+        match &tls {
+            None => {
+                let conn = serve_connection(&http1, stream, app);
+                tokio::spawn(async move {
+                    let _ = watcher.watch(conn).await;
+                    drop(permit);
+                });
+            }
+            Some(tls) => {
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let Some((stream, https)) = handshake(stream, addr, &tls, header_timeout).await else {
+                        return;
+                    };
+                    let conn = serve_connection(&http1, stream, app.layer(axum::Extension(https)));
+                    let _ = watcher.watch(conn).await;
+                    drop(permit);
+                });
+            }
+        }
     }
     // As before: stop accepting, let the requests in flight finish.
     graceful.shutdown().await;
+}
+
+/// One HTTP/1.1 connection serving `app` over `stream`.
+fn serve_connection<S>(
+    http1: &hyper::server::conn::http1::Builder,
+    stream: S,
+    app: Router,
+) -> impl hyper_util::server::graceful::GracefulConnection
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    http1.serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+}
+
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// The server side of an HTTPS handshake, within the header timeout. Plain
+/// HTTP sent to the HTTPS port is answered with a 400 saying so (as nginx
+/// does) instead of a TLS alert the client cannot read; a failed handshake
+/// is logged with the client's address.
+async fn handshake(
+    stream: tokio::net::TcpStream,
+    addr: std::net::SocketAddr,
+    tls: &crate::net::Tls,
+    timeout: Duration,
+) -> Option<(crate::net::ServerStream, Https)> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+        Ok(Ok(1..)) if first[0] == TLS_HANDSHAKE => {}
+        Ok(Ok(1..)) => {
+            tracing::debug!(peer = %addr, "plain HTTP on the HTTPS port");
+            refuse(
+                stream,
+                "400 Bad Request",
+                "this port speaks HTTPS: use https:// with the catalogue's CA (curl --cacert ca.pem)",
+            );
+            return None;
+        }
+        // Closed, failed or silent: nothing to answer.
+        _ => return None,
+    }
+    let stream = match tokio::time::timeout(timeout, tls.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::warn!(peer = %addr, error = %e, "refused an HTTPS connection: TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::warn!(peer = %addr, "refused an HTTPS connection: no TLS handshake within {} ms", timeout.as_millis());
+            return None;
+        }
+    };
+    let client_certificate = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .is_some_and(|c| !c.is_empty());
+    Some((stream, Https { client_certificate }))
 }
 
 /// Refused connections lingering to read their request (see `refuse`).
@@ -188,18 +279,15 @@ const LINGER_MAX: usize = 64;
 /// How long one lingers.
 const LINGER: Duration = Duration::from_millis(200);
 
-/// Answers a connection over a cap without serving it: 429 when its
-/// address has too many, 503 when the catalogue has. The request is read
-/// (briefly) and discarded, so closing does not reset the connection and
-/// lose the answer.
-fn refuse(stream: tokio::net::TcpStream, why: &crate::net::Refusal) {
+/// Answers a connection with `status` and `{"error": why}` without serving
+/// it (over a connection cap: 429 when its address has too many, 503 when
+/// the catalogue has; plain HTTP on the HTTPS port: 400). The request is
+/// read (briefly) and discarded, so closing does not reset the connection
+/// and lose the answer.
+fn refuse(stream: tokio::net::TcpStream, status: &str, why: &str) {
     use std::sync::atomic::Ordering;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let status = match why {
-        crate::net::Refusal::PerIp { .. } => "429 Too Many Requests",
-        crate::net::Refusal::Total { .. } => "503 Service Unavailable",
-    };
-    let body = json!({"error": why.to_string()}).to_string();
+    let body = json!({"error": why}).to_string();
     let answer = format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()

@@ -9,13 +9,14 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::Json;
+use axum::{Extension, Json};
+use rarangi_core::Registration;
 use rarangi_proto::{instance, Attrs, ServiceUri};
 use serde_json::{json, Value};
 
 use super::{
     ask, bad, block, body_json, not_found, rfc3339, segment, subscriptions_link, with_index, Api, ApiError,
-    ApiResult, WaitQuery,
+    ApiResult, Https, WaitQuery,
 };
 use crate::driver::Request;
 use crate::model::announced_uri;
@@ -126,29 +127,27 @@ fn segment_host(s: &str) -> Result<&str, ApiError> {
     segment(&s.replace(':', "")).map(|_| s)
 }
 
-/// The registration rule of REG_SERV, for PUT and DELETE on instances
-/// (tokens, when configured, were checked before).
-fn may_register(api: &Api, peer: SocketAddr) -> Result<(), ApiError> {
-    if crate::access::may_register(peer.ip(), &api.shared.settings.allow_register) {
-        return Ok(());
+/// The registration rule of REG_SERV on the same transport, for PUT and
+/// DELETE on instances (tokens, when configured, were checked before).
+fn may_register(api: &Api, peer: SocketAddr, https: Option<Extension<Https>>) -> Result<(), ApiError> {
+    let https = https.map(|Extension(h)| h.client_certificate);
+    match crate::access::http_registration(peer.ip(), https, &api.shared.settings.allow_register) {
+        Registration::Allowed => Ok(()),
+        Registration::Refused(rule) => Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!("{} is not allowed to register: {rule}", peer.ip()),
+        )),
     }
-    Err(ApiError(
-        StatusCode::FORBIDDEN,
-        format!(
-            "{} is not allowed to register: {}",
-            peer.ip(),
-            crate::access::REGISTER_RULE
-        ),
-    ))
 }
 
 pub(super) async fn put_instance(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    https: Option<Extension<Https>>,
     Path((name, host)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    may_register(&api, peer)?;
+    may_register(&api, peer, https)?;
     let (name, host) = (segment(&name)?, segment(&host)?);
     let v = body_json(&api, body)?;
     let endpoints = v
@@ -247,9 +246,10 @@ fn own_instances(api: &Api, name: &str, id: &str) -> Vec<ServiceUri> {
 pub(super) async fn delete_instance(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    https: Option<Extension<Https>>,
     Path((name, host)): Path<(String, String)>,
 ) -> ApiResult {
-    may_register(&api, peer)?;
+    may_register(&api, peer, https)?;
     let (name, host) = (segment(&name)?, segment(&host)?);
     let mut withdrawn = false;
     for service in own_instances(&api, name, host) {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use rarangi_core::{check_welcome, WelcomeVerdict};
+use rarangi_core::{check_welcome, Registration, WelcomeVerdict};
 use rarangi_proto::codec::{CodecError, LineCodec};
 use rarangi_proto::{CatalogueUri, ErrorCode, Message, ParseError};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -127,10 +127,11 @@ pub(super) async fn accepted<S>(
         return;
     }
     let may_register = match &creds {
-        Credentials::Plain => may_register(origin, &shared.settings.allow_register),
+        Credentials::Plain => may_register(origin, &shared.settings.allow_register).into(),
         // Over TLS the certificate, not the address, decides.
-        Credentials::Tls(cert) => cert.is_some(),
-        Credentials::Local(who) => local_may_register(*who, &shared.settings),
+        Credentials::Tls(cert) => crate::access::tls_registration(cert.is_some()),
+        Credentials::Local(who) if local_may_register(*who, &shared.settings) => Registration::Allowed,
+        Credentials::Local(_) => Registration::Refused(crate::access::REGISTER_RULE_LOCAL),
     };
     run_client(lines, w, parsed, may_register, shared).await;
     drop(permit);
@@ -283,7 +284,7 @@ async fn run_client<R, W>(
     mut lines: Lines<R>,
     w: W,
     first: Result<Message, ParseError>,
-    may_register: bool,
+    may_register: Registration,
     shared: Arc<Shared>,
 ) where
     R: AsyncRead + Unpin,

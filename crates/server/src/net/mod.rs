@@ -16,8 +16,8 @@ pub(crate) use dialer::dial_loop;
 pub(crate) use limits::{raise_nofile, Gate, Refusal};
 pub(crate) use listener::{accept_loop, bind_unix, AcceptErrors, Listener};
 pub(crate) use queue::Handle;
-pub(crate) use tls::Tls;
 pub use tls::TlsError;
+pub(crate) use tls::{ServerStream, Tls};
 
 /// Where a connection came from.
 #[derive(Debug, Clone, Copy)]

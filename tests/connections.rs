@@ -325,6 +325,17 @@ async fn beyond_the_memory_limit_new_subscriptions_and_registrations_are_refused
         answer.lines.iter().all(|l| l.starts_with("2 limit ")),
         "{answer:?}"
     );
+    // HTTP registrations obey the same guard: 503 naming the limit.
+    let body = serde_json::json!({"endpoints": ["tcp://10.0.0.1:80"]});
+    let (status, _, text) = http(
+        &a.http,
+        "PUT",
+        "/srv/orders/h1",
+        Some(body.to_string().as_bytes()),
+    )
+    .await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("--memory-limit"), "{text}");
     // Reads still work.
     assert_eq!(get_json(&a.http, "/srv").await.0, 200);
 }

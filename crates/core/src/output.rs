@@ -109,7 +109,8 @@ pub enum Notice {
     Reachability {
         /// Catalogues that became unreachable (a partition or a crash).
         lost: Vec<CatalogueUri>,
-        /// Catalogues that became reachable again.
+        /// Catalogues that were lost and became reachable again (one
+        /// reachable for the first time, say at the first link, is not).
         regained: Vec<CatalogueUri>,
     },
     /// The leader (lowest reachable URI) changed.

@@ -77,3 +77,28 @@ fn a_large_snapshot_is_built_once_per_change_however_often_it_is_asked_for() {
     let after = snapshot(&c.drain(), sub);
     assert_eq!(after.len(), 1001, "a change makes a new one");
 }
+
+#[test]
+fn under_memory_pressure_new_leases_are_refused_and_held_ones_renewed() {
+    use rarangi_core::{LeaseError, LimitError};
+    use rarangi_proto::{Attrs, ServiceUri};
+    let svc = |s: &str| ServiceUri::parse(s).unwrap();
+    let mut c = catalogue("a:1");
+    c.lease(T0, svc("nesoi://h1/orders"), Attrs::default(), 60_000)
+        .unwrap();
+    c.set_memory_pressure(true);
+    let e = c
+        .lease(T0, svc("nesoi://h2/orders"), Attrs::default(), 60_000)
+        .unwrap_err();
+    assert_eq!(e, LeaseError::Limit(LimitError::MemoryPressure));
+    assert!(rarangi_core::LimitError::MemoryPressure
+        .to_string()
+        .contains("--memory-limit"));
+    // A held lease is renewed, even with new attributes.
+    let attrs: Attrs = [("v", "2".to_owned())].into_iter().collect();
+    assert!(c.lease(T0, svc("nesoi://h1/orders"), attrs, 60_000).is_ok());
+    c.set_memory_pressure(false);
+    assert!(c
+        .lease(T0, svc("nesoi://h2/orders"), Attrs::default(), 60_000)
+        .is_ok());
+}

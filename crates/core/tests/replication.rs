@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use rarangi_core::{Catalogue, ClientId, Config, Durable, Output};
+use rarangi_core::{Catalogue, ClientId, Config, Durable, Notice, Output};
 use rarangi_proto::{parse_line, CatalogueUri, ErrorCode, Message, Ts};
 
 #[test]
@@ -286,4 +286,29 @@ fn service_uris_with_percent_escapes_survive_replication_exactly() {
         "{lines:?}"
     );
     assert_eq!(b.services().count(), 0);
+}
+
+/// The catalogues a node's outputs said were regained and lost.
+fn reachability(outs: &[Output]) -> (Vec<String>, Vec<String>) {
+    let (mut regained, mut lost) = (Vec::new(), Vec::new());
+    for n in notices(outs) {
+        if let Notice::Reachability { lost: l, regained: r } = n {
+            regained.extend(r.iter().map(ToString::to_string));
+            lost.extend(l.iter().map(ToString::to_string));
+        }
+    }
+    (regained, lost)
+}
+
+#[test]
+fn only_a_catalogue_that_was_lost_is_regained() {
+    let (mut a, mut b) = (catalogue("a:1"), catalogue("b:1"));
+    let first = mesh(T0, &mut [&mut a, &mut b]);
+    assert_eq!(reachability(&first[0]).0, Vec::<String>::new(), "the first link");
+    a.link_down(T0, &uri("b:1"));
+    b.link_down(T0, &uri("a:1"));
+    let down = pump(T0, &mut [&mut a, &mut b]);
+    assert_eq!(reachability(&down[0]).1, [uri("b:1").to_string()]);
+    let again = mesh(T0, &mut [&mut a, &mut b]);
+    assert_eq!(reachability(&again[0]).0, [uri("b:1").to_string()]);
 }

@@ -168,7 +168,6 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
             hint: "another catalogue there? use --side b or --listen HOST:PORT",
             source,
         })?;
-    let unix = net::bind_unix(&settings.unix);
 
     let (events_tx, events_rx) = mpsc::channel(4096);
     let (view_tx, view_rx) = watch::channel(Arc::new(View::new(core.topology())));
@@ -200,32 +199,12 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         tls: tls.clone(),
         webhooks,
     });
-    tracing::info!(
-        uri = %settings.uri,
-        env = %settings.env,
-        cluster = %settings.cluster,
-        listen = %settings.listen,
-        unix = %settings.unix.display(),
-        data_dir = %settings.data_dir.display(),
-        max_connections = shared.gate.total(),
-        max_connections_per_ip = settings.max_connections_per_ip,
-        tls = tls.is_some(),
-        "catalogue started"
-    );
-    if tls.is_none() && !settings.listen.ip().is_loopback() {
-        tracing::warn!(
-            listen = %settings.listen,
-            "catalogue links are not authenticated: anyone who reaches {} can join as a peer; use --tls-ca/--tls-cert/--tls-key (or at least --peer-allow)",
-            settings.listen
-        );
-    }
-    // Before the HTTP port is bound: whoever can connect has been warned.
+    // Before "catalogue started": every port is ours by now. The HTTP
+    // port is checked first, so a conflict there leaves no socket file.
+    // Whoever can connect to it has been warned before it is bound.
     http::auth::warn_if_open(&settings);
     if settings.tls.is_some() && !settings.http_tls && settings.http.is_some_and(http::auth::exposed) {
         tracing::warn!("the HTTP API listens beyond loopback in plain text (--http-tls off): tokens and data cross the network unencrypted");
-    }
-    if let Some(tls) = tls {
-        tokio::spawn(reload_on_sighup(tls, shutdown.clone()));
     }
     let http_listener = match settings.http {
         Some(addr) => {
@@ -241,6 +220,33 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         }
         None => None,
     };
+    let unix = net::bind_unix(&settings.unix);
+    let unix_shown = match &unix {
+        Ok(_) => settings.unix.display().to_string(),
+        Err(why) => format!("none ({}: {why})", settings.unix.display()),
+    };
+    tracing::info!(
+        uri = %settings.uri,
+        env = %settings.env,
+        cluster = %settings.cluster,
+        listen = %settings.listen,
+        unix = %unix_shown,
+        data_dir = %settings.data_dir.display(),
+        max_connections = shared.gate.total(),
+        max_connections_per_ip = settings.max_connections_per_ip,
+        tls = tls.is_some(),
+        "catalogue started"
+    );
+    if tls.is_none() && !settings.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %settings.listen,
+            "catalogue links are not authenticated: anyone who reaches {} can join as a peer; use --tls-ca/--tls-cert/--tls-key (or at least --peer-allow)",
+            settings.listen
+        );
+    }
+    if let Some(tls) = tls {
+        tokio::spawn(reload_on_sighup(tls, shutdown.clone()));
+    }
     let driver = Driver::new(core, store, shared.clone(), view_tx);
     let driver_task = tokio::spawn(driver.run(events_rx, shutdown.clone()));
 
@@ -249,7 +255,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         shared.clone(),
         shutdown.clone(),
     ));
-    let unix_task = unix.map(|l| {
+    let unix_task = unix.ok().map(|l| {
         tokio::spawn(net::accept_loop(
             Listener::Unix(l),
             shared.clone(),

@@ -78,6 +78,25 @@ pub enum StoreError {
         /// Version found.
         found: u64,
     },
+    /// Another process holds the data directory's lock.
+    #[error(
+        "another catalogue already runs with {dir} (pid {pid}); stop it, or give this one another --data-dir"
+    )]
+    Locked {
+        /// The data directory.
+        dir: String,
+        /// The holder's process id as its lock file says ("unknown" if unreadable).
+        pid: String,
+    },
+    /// The lock file could not be created or locked.
+    #[error("lock file {path}")]
+    Lock {
+        /// The lock file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The database is closed: reopening it after an error failed.
     #[error("store {path} is closed after an error; it is reopened on the next attempt")]
     Closed {
@@ -92,6 +111,52 @@ pub struct Store {
     db: Option<Database>,
     file: PathBuf,
     path: String,
+    /// The data directory's lock, held while the store is open.
+    _lock: std::fs::File,
+}
+
+/// The lock file's name inside the data directory; it holds the pid of
+/// the catalogue that runs with it.
+pub const LOCK_NAME: &str = "rarangi.lock";
+
+/// Takes the data directory's lock (`flock`, so the kernel lets go of it
+/// when the process ends, even by a crash: a stale file never blocks) and
+/// writes our pid in it.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use rustix::fs::{flock, FlockOperation};
+    use std::io::{Read, Seek, Write};
+    let file = dir.join(LOCK_NAME);
+    let failed = |source: std::io::Error| StoreError::Lock {
+        path: file.display().to_string(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&file)
+        .map_err(failed)?;
+    if let Err(e) = flock(&f, FlockOperation::NonBlockingLockExclusive) {
+        if e != rustix::io::Errno::WOULDBLOCK {
+            return Err(failed(e.into()));
+        }
+        let mut text = String::new();
+        // Bounded: a pid is a few digits; anything else is not ours.
+        let _ = (&mut f).take(32).read_to_string(&mut text);
+        let pid = text
+            .trim()
+            .parse::<u32>()
+            .map_or("unknown".to_owned(), |p| p.to_string());
+        return Err(StoreError::Locked {
+            dir: dir.display().to_string(),
+            pid,
+        });
+    }
+    f.set_len(0).map_err(failed)?;
+    f.rewind().map_err(failed)?;
+    writeln!(f, "{}", std::process::id()).map_err(failed)?;
+    Ok(f)
 }
 
 impl Store {
@@ -104,7 +169,13 @@ impl Store {
             path: path.clone(),
             source,
         })?;
-        let mut store = Self { db: None, file, path };
+        let lock = lock_dir(dir)?;
+        let mut store = Self {
+            db: None,
+            file,
+            path,
+            _lock: lock,
+        };
         store.reopen()?;
         store.check_schema()?;
         Ok(store)

@@ -161,3 +161,23 @@ fn a_record_under_the_wrong_key_is_refused() {
     }
     assert_refused(&dir, "record under another key");
 }
+
+#[test]
+fn a_second_store_on_the_same_directory_names_the_first_ones_pid() {
+    let dir = TempDir::new("lock");
+    let first = Store::open(&dir.0).unwrap();
+    let e = Store::open(&dir.0).err().unwrap();
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!(
+            "another catalogue already runs with {} (pid {})",
+            dir.0.display(),
+            std::process::id()
+        )),
+        "{text}"
+    );
+    drop(first);
+    // Released with the store; a leftover file (a crash) does not block.
+    assert!(dir.0.join(LOCK_NAME).exists());
+    Store::open(&dir.0).unwrap();
+}

@@ -167,6 +167,18 @@ pub(crate) struct Webhooks {
     allow: Allow,
     extra_roots: Arc<Vec<CertificateDer<'static>>>,
     tls: Arc<OnceLock<TlsConnector>>,
+    /// Failures in a row per endpoint, so a dead endpoint is logged at a
+    /// decaying rate rather than at every retry.
+    failing: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
+}
+
+/// Endpoints whose failures are counted; beyond, the counts start over
+/// (an endpoint then says its failure once more).
+const FAILING_MAX: usize = 1024;
+
+/// Whether the `n`th failure in a row is logged: the 1st, 2nd, 4th, 8th...
+fn worth_logging(n: u64) -> bool {
+    n.is_power_of_two()
 }
 
 impl Webhooks {
@@ -196,6 +208,7 @@ impl Webhooks {
             allow: Allow::from_settings(settings),
             extra_roots: Arc::new(extra),
             tls: Arc::default(),
+            failing: Arc::default(),
         })
     }
 
@@ -226,28 +239,58 @@ impl Webhooks {
         let ep = match Endpoint::parse(endpoint) {
             Ok(ep) => ep,
             Err(e) => {
-                tracing::warn!(endpoint = ?endpoint, error = %crate::error_chain(&e), "webhook not sent");
+                self.failed(endpoint, &format!("not sent: {}", crate::error_chain(&e)));
                 return false;
             }
         };
         let outcome = tokio::time::timeout(TIMEOUT, self.deliver(&ep, body))
             .await
             .unwrap_or(Err(DeliveryError::Timeout));
-        match outcome {
-            Ok(status) => {
-                if !status.is_success() {
-                    tracing::debug!(endpoint, %status, "webhook answered without success");
-                }
-                status.is_success()
+        let reason = match outcome {
+            Ok(status) if status.is_success() => {
+                self.delivered(endpoint);
+                return true;
             }
-            Err(e @ DeliveryError::NotAllowed { .. }) => {
-                tracing::warn!(endpoint, error = %e, "webhook not sent");
-                false
+            Ok(status) => format!("answered {status}"),
+            Err(e) => crate::error_chain(&e),
+        };
+        self.failed(endpoint, &reason);
+        false
+    }
+
+    /// A failure: logged with the endpoint and the reason the first time,
+    /// then at a decaying rate while it goes on failing.
+    fn failed(&self, endpoint: &str, reason: &str) {
+        let n = {
+            let mut failing = self.failing.lock().expect("webhook failures lock");
+            if failing.len() >= FAILING_MAX && !failing.contains_key(endpoint) {
+                failing.clear();
             }
-            Err(e) => {
-                tracing::debug!(endpoint, error = %crate::error_chain(&e), "webhook delivery failed");
-                false
-            }
+            let n = failing.entry(endpoint.to_owned()).or_default();
+            *n += 1;
+            *n
+        };
+        if worth_logging(n) {
+            tracing::warn!(
+                endpoint,
+                reason,
+                failures_in_a_row = n,
+                "webhook delivery failed; retrying (logged again at 2, 4, 8... failures in a row)"
+            );
+        } else {
+            tracing::debug!(endpoint, reason, failures_in_a_row = n, "webhook delivery failed");
+        }
+    }
+
+    /// A success: an endpoint that was failing says it works again.
+    fn delivered(&self, endpoint: &str) {
+        let was = self
+            .failing
+            .lock()
+            .expect("webhook failures lock")
+            .remove(endpoint);
+        if let Some(n) = was {
+            tracing::info!(endpoint, failures = n, "webhook delivered again");
         }
     }
 

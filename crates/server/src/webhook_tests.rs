@@ -60,10 +60,22 @@ async fn a_refused_address_is_never_contacted() {
         allow: Allow::Nets(vec!["10.0.0.0/8".parse().unwrap()]),
         extra_roots: Arc::default(),
         tls: Arc::default(),
+        failing: Arc::default(),
     };
     let ep = Endpoint::parse(&format!("http://{addr}/")).unwrap();
     let e = hooks.deliver(&ep, "{}").await.unwrap_err();
     assert!(matches!(e, DeliveryError::NotAllowed { .. }), "{e}");
     assert!(!hooks.post(&format!("http://{addr}/"), "{}").await);
     assert!(!hooks.post("http://127.0.0.1:9/x\r\nX-Evil: 1", "{}").await);
+    // Each failure counted against its endpoint (what the log rate uses).
+    assert_eq!(
+        hooks.failing.lock().unwrap().get(&format!("http://{addr}/")),
+        Some(&1)
+    );
+}
+
+#[test]
+fn repeated_failures_are_logged_at_a_decaying_rate() {
+    let logged: Vec<u64> = (1..=100).filter(|&n| worth_logging(n)).collect();
+    assert_eq!(logged, [1, 2, 4, 8, 16, 32, 64]);
 }

@@ -25,7 +25,16 @@ pub enum LimitError {
         /// The cap.
         limit: usize,
     },
+    /// The catalogue is short of memory (the server's memory guard, see
+    /// [`Catalogue::set_memory_pressure`]): nothing new until it clears.
+    #[error("{MEMORY_PRESSURE}")]
+    MemoryPressure,
 }
+
+/// Why new registrations and subscriptions are refused under memory
+/// pressure (the server sets it beyond `--memory-limit`).
+pub(super) const MEMORY_PRESSURE: &str =
+    "the catalogue is short of memory (resident size beyond --memory-limit): no new registrations or subscriptions for now";
 
 /// A configuration write refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +66,10 @@ impl Catalogue {
             && !self.db.contains_key(&SortKey::service(&self.cfg.uri, service));
         if new && held >= limit {
             return Err(LimitError::Full { held, limit });
+        }
+        // Under pressure only what is held already may be renewed.
+        if self.memory_pressure && !self.own.contains_key(service) {
+            return Err(LimitError::MemoryPressure);
         }
         Ok(())
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rarangi_proto::{Attrs, ErrorCode, Message, ServiceUri};
 
+use super::admit::MEMORY_PRESSURE;
 use super::regexes::Refused;
 use super::Catalogue;
 use crate::item::Value;
@@ -59,10 +60,6 @@ impl From<bool> for Registration {
 /// cached whatever its size, so repeating a subscription never builds (nor
 /// the server encodes) its snapshot again; others are dropped to make room.
 const SNAPSHOT_CACHE_MAX: usize = 64 * 1024;
-
-/// Why new registrations and subscriptions are refused under memory pressure.
-const MEMORY_PRESSURE: &str =
-    "the catalogue is short of memory: no new registrations or subscriptions for now";
 
 impl Catalogue {
     pub(super) fn register(&mut self, client: ClientId, service: ServiceUri, attrs: Attrs) {

@@ -118,6 +118,9 @@ pub struct Catalogue {
     /// Set by the server's memory guard: new registrations and
     /// subscriptions are refused with `2 limit`.
     memory_pressure: bool,
+    /// Catalogues that became unreachable since: only these are "regained"
+    /// when reachable again (a first link is news of another kind).
+    was_lost: BTreeSet<CatalogueUri>,
     out: Vec<Output>,
 }
 
@@ -156,6 +159,7 @@ impl Catalogue {
             regexes: Regexes::default(),
             services_gen: 0,
             memory_pressure: false,
+            was_lost: BTreeSet::new(),
             hooks: HookState::default(),
             out: Vec::new(),
             cfg,
@@ -506,11 +510,22 @@ impl Catalogue {
                 let keys = SortKey::services_of(owner).scan(&self.db).map(|(k, _)| k.clone());
                 self.dirty_services.extend(keys);
             }
-            let reachability_changed = !(change.lost.is_empty() && change.regained.is_empty());
-            if reachability_changed {
+            let regained: Vec<CatalogueUri> = change
+                .regained
+                .iter()
+                .filter(|c| self.was_lost.remove(*c))
+                .cloned()
+                .collect();
+            self.was_lost.extend(change.lost.iter().cloned());
+            // Bounded by the catalogues known: drop those reclaimed.
+            if self.was_lost.len() > self.catalogues.len() {
+                let known = &self.catalogues;
+                self.was_lost.retain(|c| known.contains_key(c));
+            }
+            if !(change.lost.is_empty() && regained.is_empty()) {
                 self.notice(Notice::Reachability {
                     lost: change.lost,
-                    regained: change.regained,
+                    regained,
                 });
             }
             if let Some(leader) = change.leader {

@@ -127,6 +127,11 @@ impl Driver {
                     self.drop_peer(&peer, conn, &format!("clock skew: {detail}"));
                 }
             }
+            // At debug (clients can make many), with who was refused.
+            Output::Notice(Notice::ClientRefused { client, detail }) => {
+                let who = self.clients.get(&client.0).map(|h| h.who.clone());
+                tracing::debug!(client = %who.as_deref().unwrap_or("gone"), conn = client.0, detail, "refused client request");
+            }
             Output::Notice(n) => log_notice(&n),
         }
     }
@@ -269,9 +274,6 @@ fn log_notice(n: &Notice) {
         Notice::Leader(l) => tracing::info!(leader = %l, "leader changed"),
         Notice::PeerProtocol { peer, detail } => {
             tracing::warn!(peer = %peer, detail, "protocol problem on link")
-        }
-        Notice::ClientRefused { client, detail } => {
-            tracing::warn!(client = client.0, detail, "refused client request")
         }
         Notice::StaleRefused { key } => {
             tracing::info!(item = %key, "refused a stale copy of a collected delete")

@@ -415,7 +415,8 @@ impl Driver {
             }
             Request::HookDone { marker, version, ok } => {
                 if !ok {
-                    tracing::warn!(hook = %marker, "webhook delivery failed; will retry");
+                    // webhook.rs logged why, at a decaying rate.
+                    tracing::debug!(hook = %marker, "webhook delivery failed; will retry");
                 }
                 let _ = self.dispatch();
                 let Some(prepared) = self.core.prepare_webhook_done(now, &marker, &version, ok) else {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use rarangi_core::{ConfigKey, HookKind, Written};
 
-use super::{ask, bad, body_json, doc, not_found, segment, Api, ApiResult};
+use super::{ask, bad, body_json, doc, not_found, segment, Api, ApiError, ApiResult};
 use crate::driver::Request;
 use crate::webhook::Endpoint;
 
@@ -75,6 +75,14 @@ async fn post_hook(api: &Api, kind: HookKind, name: &str, body: Result<Bytes, By
         .get("endpoint")
         .and_then(Value::as_str)
         .ok_or_else(|| bad("body needs an \"endpoint\" string"))?;
+    // POST creates; replacing is PUT's job (racing POSTs of one name may
+    // both pass this check: the later one replaces, as a PUT would).
+    if api.view().key(&hook_key(kind, name, hook).to_key()).is_some() {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("web-hook {hook:?} exists; PUT to its path replaces it"),
+        ));
+    }
     write_hook(api, kind, name, hook, endpoint).await
 }
 

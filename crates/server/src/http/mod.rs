@@ -345,10 +345,28 @@ fn router(state: Api) -> Router {
             auth::Auth::start(&state.shared.settings),
             auth::check,
         ))
+        // Outermost: refusals by the token check are logged too.
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }
 
-/// Path segments: `[0-9a-zA-Z.\-_]+`.
+/// Logs each request at debug with the client's address and the status
+/// (the query string is left out: it is noise, and could be long).
+async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return next.run(req).await;
+    }
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.to_string());
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let r = next.run(req).await;
+    tracing::debug!(%client, %method, path, status = r.status().as_u16(), "HTTP request");
+    r
+}
+
+/// Path segments: `[0-9A-Za-z._-]+`, at most 200 bytes.
 fn segment(s: &str) -> Result<&str, ApiError> {
     let ok = !s.is_empty()
         && s.len() <= 200
@@ -357,7 +375,9 @@ fn segment(s: &str) -> Result<&str, ApiError> {
     if ok {
         Ok(s)
     } else {
-        Err(bad(format!("path segment {s:?} must match [0-9a-zA-Z.-_]+")))
+        Err(bad(format!(
+            "path segment {s:?} must be 1 to 200 of: letters, digits, '.', '-', '_' ([0-9A-Za-z._-]+)"
+        )))
     }
 }
 
@@ -463,7 +483,10 @@ async fn block(api: &Api, prefix: &str, q: &WaitQuery) -> Result<Arc<View>, ApiE
             v.last_change_of(indexed)
         }
     };
-    if last(&view) > after {
+    // Consul's rule: an index ahead of ours (a client failing over from a
+    // catalogue further along) is answered at once, so it resets rather
+    // than waits for a change numbered past it here.
+    if last(&view) > after || after > view.index {
         return Ok(view);
     }
     let deadline = tokio::time::sleep(wait);

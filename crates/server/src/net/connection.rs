@@ -114,7 +114,12 @@ pub(super) async fn accepted<S>(
                     "environment mismatch: {peer} is {theirs:?}, this catalogue is {:?}; not linking",
                     shared.settings.env
                 );
-                tracing::error!(peer = %peer, theirs = %theirs, ours = %shared.settings.env, "refused a catalogue of another environment");
+                // The same phrase as the dialing side's, so either log finds it.
+                tracing::error!(
+                    peer = %peer, from = %origin, theirs = %theirs, ours = %shared.settings.env,
+                    "environment mismatch: refused a link from {peer} ({theirs:?}), this catalogue is {:?}",
+                    shared.settings.env
+                );
                 let _ = w
                     .write_all(
                         format!("{}\n", Message::error(ErrorCode::EnvMismatch, text).encode()).as_bytes(),
@@ -133,8 +138,22 @@ pub(super) async fn accepted<S>(
         Credentials::Local(who) if local_may_register(*who, &shared.settings) => Registration::Allowed,
         Credentials::Local(_) => Registration::Refused(crate::access::REGISTER_RULE_LOCAL),
     };
-    run_client(lines, w, parsed, may_register, shared).await;
+    run_client(lines, w, parsed, origin, may_register, shared).await;
     drop(permit);
+}
+
+/// Registrations and withdrawals at debug, with the client's address (the
+/// driver logs refusals the same way).
+fn log_client_line(origin: Origin, conn: u64, msg: &Message) {
+    match msg {
+        Message::RegServ { service, .. } => {
+            tracing::debug!(client = %origin, conn, service = %service, "registration")
+        }
+        Message::UnregServ { service } => {
+            tracing::debug!(client = %origin, conn, service = %service, "withdrawal")
+        }
+        _ => {}
+    }
 }
 
 /// Writes a last line to a connection being closed, without waiting long
@@ -227,7 +246,7 @@ pub(super) async fn run_peer<R, W>(
         // A peer that does not read is a dead peer.
         idle: Some(shared.settings.dead_after),
     };
-    let handle = spawn_writer(w, budget, Some(shared.settings.heartbeat), &shared);
+    let handle = spawn_writer(w, budget, Some(shared.settings.heartbeat), peer.as_str(), &shared);
     let close = handle.close.clone();
     let tx = handle.clone();
     let conn = shared.next_conn();
@@ -284,6 +303,7 @@ async fn run_client<R, W>(
     mut lines: Lines<R>,
     w: W,
     first: Result<Message, ParseError>,
+    origin: Origin,
     may_register: Registration,
     shared: Arc<Shared>,
 ) where
@@ -295,7 +315,7 @@ async fn run_client<R, W>(
         bytes: shared.settings.client_queue_bytes,
         idle: None,
     };
-    let handle = spawn_writer(w, budget, None, &shared);
+    let handle = spawn_writer(w, budget, None, &origin.to_string(), &shared);
     let close = handle.close.clone();
     let tx = handle.clone();
     let conn = shared.next_conn();
@@ -356,6 +376,7 @@ async fn run_client<R, W>(
                 break;
             }
             Ok(msg) => {
+                log_client_line(origin, conn, &msg);
                 if shared.events.send(Event::ClientLine { conn, msg }).await.is_err() {
                     break;
                 }

@@ -60,7 +60,13 @@ pub(crate) async fn dial_loop(addr: String, shared: Arc<Shared>, stop: Cancellat
                 failures += 1;
                 if failures == 1 || failures.is_multiple_of(10) {
                     let error = crate::error_chain(&why);
-                    tracing::warn!(peer = %addr, %error, attempts = failures, "cannot reach peer; retrying with back-off");
+                    // Never opened, or opened and lost before it was a
+                    // link; a link that was up says "link down" instead.
+                    if matches!(why, DialError::Connect(_) | DialError::ConnectTimeout) {
+                        tracing::warn!(peer = %addr, %error, attempts = failures, "could not connect to peer; retrying with back-off");
+                    } else {
+                        tracing::warn!(peer = %addr, %error, attempts = failures, "connection to peer lost during the handshake; retrying with back-off");
+                    }
                 }
             }
             DialOutcome::EnvMismatch { peer, theirs } => {
@@ -154,7 +160,13 @@ where
             run_peer(lines, w, peer.clone(), true, shared).await;
             DialOutcome::Ended(peer)
         }
-        WelcomeVerdict::EnvMismatch { peer, theirs } => DialOutcome::EnvMismatch { peer, theirs },
+        WelcomeVerdict::EnvMismatch { peer, theirs } => {
+            // Our WELCOME, so the accepting side can say "environment
+            // mismatch" too rather than see a silent close (best effort).
+            let welcome = format!("{}\n", shared.welcome.encode());
+            let _ = tokio::time::timeout(Duration::from_secs(1), w.write_all(welcome.as_bytes())).await;
+            DialOutcome::EnvMismatch { peer, theirs }
+        }
         WelcomeVerdict::SelfConnection => DialOutcome::SelfConnection,
         WelcomeVerdict::WrongIdentity { expected, got } => DialOutcome::WrongIdentity { expected, got },
         WelcomeVerdict::NotWelcome => DialOutcome::Failed(DialError::NotWelcome(msg.kind().keyword())),

@@ -204,27 +204,26 @@ fn spare() -> Option<std::fs::File> {
     std::fs::File::open("/dev/null").ok()
 }
 
-/// Binds the Unix socket, taking over a stale one; None (logged) if that
-/// is impossible: registration still works from loopback.
-pub(crate) fn bind_unix(path: &Path) -> Option<UnixListener> {
+/// Binds the Unix socket, taking over a stale one; why not (logged) if
+/// that is impossible: registration still works from loopback.
+pub(crate) fn bind_unix(path: &Path) -> Result<UnixListener, String> {
+    let none = |why: String| {
+        tracing::warn!(path = %path.display(), "no Unix socket: {why} (registration still works from loopback)");
+        why
+    };
     if let Some(dir) = path.parent() {
         if let Err(e) = std::fs::create_dir_all(dir) {
-            tracing::warn!(path = %path.display(), error = %e, "no Unix socket (registration still works from loopback)");
-            return None;
+            return Err(none(format!(
+                "cannot create its directory {}: {e}",
+                dir.display()
+            )));
         }
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            tracing::warn!(path = %path.display(), "another catalogue owns this Unix socket; not using it");
-            return None;
+            return Err(none("another catalogue owns it".to_owned()));
         }
         let _ = std::fs::remove_file(path);
     }
-    match UnixListener::bind(path) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "no Unix socket (registration still works from loopback)");
-            None
-        }
-    }
+    UnixListener::bind(path).map_err(|e| none(e.to_string()))
 }

@@ -28,6 +28,15 @@ pub(crate) enum Origin {
     Tcp(SocketAddr),
 }
 
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Unix => f.write_str("unix socket"),
+            Origin::Tcp(a) => write!(f, "{a}"),
+        }
+    }
+}
+
 /// What the transport tells about who is at the other end.
 #[derive(Debug, Clone)]
 pub(crate) enum Credentials {

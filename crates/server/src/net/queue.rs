@@ -58,6 +58,8 @@ pub(crate) struct Handle {
     pub(crate) close: CancellationToken,
     backlog: Arc<Backlog>,
     budget: Budget,
+    /// Who is at the other end (a client's address, a peer's URI), for logs.
+    pub(crate) who: Arc<str>,
 }
 
 /// What a connection's writer is given.
@@ -151,6 +153,7 @@ pub(super) fn spawn_writer<W: AsyncWrite + Unpin + Send + 'static>(
     w: W,
     budget: Budget,
     heartbeat: Option<Duration>,
+    who: &str,
     shared: &Shared,
 ) -> Handle {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -169,6 +172,7 @@ pub(super) fn spawn_writer<W: AsyncWrite + Unpin + Send + 'static>(
         close,
         backlog,
         budget,
+        who: who.into(),
     }
 }
 
@@ -289,6 +293,7 @@ mod tests {
             close: CancellationToken::new(),
             backlog: Arc::default(),
             budget,
+            who: "test".into(),
         };
         (h, rx)
     }

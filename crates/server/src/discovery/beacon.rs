@@ -285,9 +285,17 @@ fn broadcast_addresses() -> Vec<Ipv4Addr> {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
         return Vec::new();
     };
+    let v4 =
+        |s: Option<nix::sys::socket::SockaddrStorage>| s.and_then(|s| s.as_sockaddr_in().map(|s| s.ip()));
     let mut out: Vec<Ipv4Addr> = addrs
         .filter(|a| a.flags.contains(nix::net::if_::InterfaceFlags::IFF_BROADCAST))
-        .filter_map(|a| a.broadcast.and_then(|b| b.as_sockaddr_in().map(|s| s.ip())))
+        .filter_map(|a| {
+            // An address added without `brd` has none: derive it.
+            v4(a.broadcast).filter(|b| !b.is_unspecified()).or_else(|| {
+                let (ip, mask) = (v4(a.address)?, v4(a.netmask)?);
+                (u32::from(mask) < u32::MAX).then(|| Ipv4Addr::from(u32::from(ip) | !u32::from(mask)))
+            })
+        })
         .collect();
     out.sort();
     out.dedup();

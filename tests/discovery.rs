@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::http::get_json;
@@ -139,7 +139,7 @@ async fn dns_srv_records_are_followed_as_they_change() {
 }
 
 /// A catalogue in lab namespace `i` at `port`, with the beacon on.
-fn beacon_cat(lab: &Lab, i: usize, side: &str, key: &PathBuf, level: &str) -> Cat {
+fn beacon_cat(lab: &Lab, i: usize, side: &str, key: &Path, level: &str) -> Cat {
     let port = if side == "a" { 4790 } else { 4791 };
     let addr = format!("{}:{port}", lab.ip(i));
     let http = format!("{}:{}", lab.ip(i), port + 2);

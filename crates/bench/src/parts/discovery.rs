@@ -79,18 +79,15 @@ async fn beacon(runs: usize) -> Result<Vec<Duration>> {
     let key_file = key.path().join("key");
     std::fs::write(&key_file, "the benchmark's beacon secret")?;
     let start = |i: usize, port: u16| {
+        // The harness waits for the HTTP API too; the lab exists only here.
+        let http = format!("{}:{}", lab.ip(i), port + 1000);
         Cat::options("development")
             .launcher(lab.launcher(i))
             .at(&format!("{}:{port}", lab.ip(i)))
-            .http(Some("off"), "")
+            .http(Some(&http), &http)
             .log_level("warn")
-            .args([
-                "--beacon",
-                "--beacon-port",
-                "4796",
-                "--allow-register",
-                &lab.cidr(),
-            ])
+            .args(["--http-insecure", "--beacon", "--beacon-port", "4796"])
+            .args(["--allow-register", &lab.cidr()])
             .args(["--beacon-key-file".to_owned(), key_file.display().to_string()])
             .start()
     };

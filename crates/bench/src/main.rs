@@ -13,12 +13,13 @@
 
 use anyhow::{bail, Result};
 use rarangi_bench::parts::{
-    churn, etcd_side_by_side, lookups, propagation, scale, serf_side_by_side, sim, tls_cost, withdrawal,
+    churn, discovery, etcd_side_by_side, lookups, propagation, scale, serf_side_by_side, sim, tls_cost,
+    withdrawal,
 };
 use rarangi_bench::report::{write_docs, Report};
 
 /// The parts `--only` accepts.
-const PARTS: &str = "propagation, withdrawal, churn, lookups, tls, scale, sim, etcd, serf";
+const PARTS: &str = "propagation, withdrawal, churn, lookups, tls, scale, sim, discovery, etcd, serf";
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
@@ -84,6 +85,9 @@ async fn main() -> Result<()> {
     }
     if wants("sim") {
         sim(&mut r, quick);
+    }
+    if wants("discovery") {
+        discovery(&mut r, if quick { 3 } else { 10 }).await?;
     }
     let compares = |part: &str| {
         (compare && only.is_none()) || only.as_ref().is_some_and(|o| o.iter().any(|p| p == part))

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+mod dnsmasq;
 mod error;
 mod netns;
 mod process;
@@ -16,6 +17,7 @@ mod scratch;
 mod wait;
 mod watch;
 
+pub use dnsmasq::Dnsmasq;
 pub use error::Error;
 pub use netns::Lab;
 pub use process::{binary, has_prlimit, Cat, CatOptions};

@@ -1,7 +1,9 @@
 //! Network namespaces for whole-system tests: a [`Lab`] of namespaces on
 //! one bridge, each with its own address in 10.213.X.0/24, the test's own
 //! (root) namespace joined to the bridge so it reaches every one, and
-//! faults made with iptables DROP rules inside the namespaces. Everything
+//! faults made with iptables DROP rules inside the namespaces. It is one
+//! broadcast domain (each address has its broadcast address), so LAN
+//! broadcast (the beacon) works across it. Everything
 //! is removed on drop, also when a test fails.
 //!
 //! ```text
@@ -83,7 +85,9 @@ impl Lab {
             ])?;
             run(&["ip", "-n", &hub, "link", "set", &port, "master", "br0", "up"])?;
             let addr = format!("{}/24", self.ip(i));
-            run(&["ip", "-n", &ns, "addr", "add", &addr, "dev", "eth0"])?;
+            // With its broadcast address, as on a real LAN: a namespace
+            // without one drops datagrams to 10.213.X.255 (the beacon's).
+            run(&["ip", "-n", &ns, "addr", "add", &addr, "brd", "+", "dev", "eth0"])?;
             run(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
             run(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
         }

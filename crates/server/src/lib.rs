@@ -6,15 +6,18 @@
 //! - `driver/`: the one task that owns the core: events in, outputs out,
 //!   and the read model it publishes after each batch;
 //! - `http/`: the HTTP API, one file per resource family;
+//! - `discovery/`: peer sources (seed list, DNS SRV, beacon, Kubernetes)
+//!   merged into the dialer's candidates, with the link policy;
 //! - `webhook.rs`: outbound webhook delivery;
 //! - `store.rs`, `settings.rs`, `clock.rs`.
 //!
-//! Later: `dns/`, `discovery/`, `health/` beside these.
+//! Later: `dns/`, `health/` beside these.
 
 #![forbid(unsafe_code)]
 
 mod access;
 mod clock;
+pub mod discovery;
 mod driver;
 pub mod http;
 mod model;
@@ -99,6 +102,9 @@ pub enum ServeError {
     /// The TLS certificate, key or CA cannot be used.
     #[error("cannot set up TLS")]
     Tls(#[source] TlsError),
+    /// A peer discovery source cannot start.
+    #[error("peer discovery")]
+    Discovery(#[source] discovery::SourceError),
 }
 
 /// An error and its causes on one line (`a: b: c`), for logs and answers.
@@ -266,8 +272,11 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         tracing::info!(http = %settings.http.expect("set"), https = settings.http_tls, "HTTP API listening");
         tokio::spawn(http::serve(l, shared.clone(), shutdown.clone()))
     });
-    for addr in settings.peers.clone() {
-        tokio::spawn(net::dial_loop(addr, shared.clone(), shutdown.clone()));
+    // Seed peers and discovered ones, dialed by one task.
+    if let Err(e) = discovery::start(shared.clone(), shutdown.clone()).await {
+        shutdown.cancel();
+        let _ = driver_task.await;
+        return Err(ServeError::Discovery(e));
     }
 
     let outcome = driver_outcome(driver_task.await);

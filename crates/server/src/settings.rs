@@ -301,6 +301,36 @@ pub struct ServeArgs {
     /// the system's roots.
     #[arg(long, env = "RARANGI_HOOK_CA", value_name = "FILE")]
     pub hook_ca: Option<PathBuf>,
+    /// Find peers in the SRV records of this DNS name, e.g.
+    /// _rarangi-production._tcp.example.com (repeatable); re-resolved as
+    /// the records' TTLs run out, at least every 30 s.
+    #[arg(
+        long = "discover-dns",
+        env = "RARANGI_DISCOVER_DNS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub discover_dns: Vec<String>,
+    /// DNS server for --discover-dns. [default: the system's resolvers]
+    #[arg(long, env = "RARANGI_DISCOVER_DNS_SERVER", value_name = "HOST:PORT")]
+    pub discover_dns_server: Option<String>,
+    /// Send and hear LAN broadcast beacons to find peers of this environment
+    /// (needs --beacon-key-file). [default: off]
+    #[arg(long, env = "RARANGI_BEACON")]
+    #[serde(default)]
+    pub beacon: bool,
+    /// Shared secret that signs and checks beacons (HMAC-SHA256); every
+    /// catalogue of the LAN needs the same file. At least 16 bytes.
+    #[arg(long, env = "RARANGI_BEACON_KEY_FILE", value_name = "FILE")]
+    pub beacon_key_file: Option<PathBuf>,
+    /// UDP port of the beacon. [default: the environment's base port + 6]
+    #[arg(long, env = "RARANGI_BEACON_PORT", value_name = "PORT")]
+    pub beacon_port: Option<u16>,
+    /// Most discovered catalogues this one dials at once (seed --peer
+    /// addresses are always dialed; 0: no limit). [default: 8]
+    #[arg(long, env = "RARANGI_MAX_PEER_LINKS", value_name = "N")]
+    pub max_peer_links: Option<usize>,
 }
 
 /// A setting that cannot be used, with what to do about it.
@@ -416,6 +446,8 @@ pub struct Settings {
     pub hook_allow: Vec<IpNet>,
     /// Extra CA certificates for https webhook endpoints.
     pub hook_ca: Option<PathBuf>,
+    /// Peer discovery: DNS SRV, beacon, link policy.
+    pub discovery: crate::discovery::DiscoverySettings,
 }
 
 /// The certificate files of a catalogue with TLS on.
@@ -558,13 +590,21 @@ impl ServeArgs {
             http_tls: self.http_tls.or(file.http_tls),
             hook_allow: list(self.hook_allow, file.hook_allow),
             hook_ca: self.hook_ca.or(file.hook_ca),
+            discover_dns: list(self.discover_dns, file.discover_dns),
+            discover_dns_server: self.discover_dns_server.or(file.discover_dns_server),
+            beacon: self.beacon || file.beacon,
+            beacon_key_file: self.beacon_key_file.or(file.beacon_key_file),
+            beacon_port: self.beacon_port.or(file.beacon_port),
+            max_peer_links: self.max_peer_links.or(file.max_peer_links),
         }
     }
 
     /// Applies the defaults and validates.
     fn settings(self, dirs: &UserDirs) -> Result<Settings, ConfigError> {
-        let env = self.env.unwrap_or_else(|| DEFAULT_ENV.into());
+        let env = self.env.clone().unwrap_or_else(|| DEFAULT_ENV.into());
         validate_environment(&env).map_err(ConfigError::Name)?;
+        crate::discovery::check_peers(&self.peers)?;
+        let discovery = crate::discovery::DiscoverySettings::resolve(&self, &env)?;
         let side: Side = self.side.unwrap_or(SideArg::A).into();
         let cluster = self.cluster.unwrap_or_else(|| DEFAULT_CLUSTER.into());
         validate_cluster(&cluster).map_err(ConfigError::Name)?;
@@ -722,6 +762,7 @@ impl ServeArgs {
             http_tls,
             hook_allow,
             hook_ca: self.hook_ca,
+            discovery,
         })
     }
 }
@@ -736,7 +777,7 @@ fn cidrs(list: &[String], what: &str) -> Result<Vec<IpNet>, ConfigError> {
         .collect()
 }
 
-fn resolve_addr(s: &str, what: &str) -> Result<SocketAddr, ConfigError> {
+pub(crate) fn resolve_addr(s: &str, what: &str) -> Result<SocketAddr, ConfigError> {
     s.to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())

@@ -1,6 +1,7 @@
 //! Dialing configured peers: connect, check the WELCOME (DESIGN §3), run the
-//! link, and redial with back-off. Later peer sources (DNS SRV, Kubernetes,
-//! the beacon) feed addresses to the same loop.
+//! link, and redial with back-off. The discovery task
+//! (`crate::discovery`) starts one loop per candidate address, seed or
+//! discovered, and retires the loops of addresses no source lists any more.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,15 +38,33 @@ enum DialError {
     NotNamed { peer: CatalogueUri, host: String },
 }
 
-/// Keeps a configured peer linked: dial, run, back off, repeat.
-pub(crate) async fn dial_loop(addr: String, shared: Arc<Shared>, stop: CancellationToken) {
+/// Why a dial loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DialEnd {
+    /// Shut down, or retired between attempts.
+    Stopped,
+    /// The address is this catalogue itself: never dial it again.
+    SelfConnection,
+    /// The address is a catalogue of another environment: never again.
+    EnvMismatch,
+}
+
+/// Keeps a peer linked: dial, run, back off, repeat, until `stop` (at
+/// once, closing a link up) or `retire` (after the link up, if any, ends:
+/// no redial) is cancelled.
+pub(crate) async fn dial_loop(
+    addr: String,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    retire: CancellationToken,
+) -> DialEnd {
     let mut backoff = Backoff::links();
     let mut expected: Option<CatalogueUri> = None;
     let mut failures = 0u32;
     loop {
         let started = crate::clock::instant();
         let outcome = tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => return DialEnd::Stopped,
             o = dial(&addr, expected.as_ref(), shared.clone()) => o,
         };
         match outcome {
@@ -75,20 +94,24 @@ pub(crate) async fn dial_loop(addr: String, shared: Arc<Shared>, stop: Cancellat
                     "environment mismatch: peer {addr} is {theirs:?}, we are {:?}; not reconnecting until restart",
                     shared.settings.env
                 );
-                return;
+                return DialEnd::EnvMismatch;
             }
             DialOutcome::SelfConnection => {
                 tracing::warn!(peer = %addr, "{addr} is this catalogue itself; not dialing it");
-                return;
+                return DialEnd::SelfConnection;
             }
             DialOutcome::WrongIdentity { expected: exp, got } => {
                 tracing::warn!(peer = %addr, expected = %exp, got = %got, "a different catalogue answered; closed");
                 expected = None;
             }
         }
+        if retire.is_cancelled() {
+            return DialEnd::Stopped;
+        }
         let delay = backoff.next_delay(rand::random());
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => return DialEnd::Stopped,
+            _ = retire.cancelled() => return DialEnd::Stopped,
             _ = tokio::time::sleep(delay) => {}
         }
     }

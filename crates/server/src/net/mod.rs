@@ -12,7 +12,7 @@ mod tls;
 
 use std::net::SocketAddr;
 
-pub(crate) use dialer::dial_loop;
+pub(crate) use dialer::{dial_loop, DialEnd};
 pub(crate) use limits::{raise_nofile, Gate, Refusal};
 pub(crate) use listener::{accept_loop, bind_unix, AcceptErrors, Listener};
 pub(crate) use queue::Handle;

@@ -4,8 +4,9 @@
 //! they are (they replicate like any other metadata); only the catalogue
 //! the service registered at acts on them.
 //!
-//! `check=tcp` connects to the service URI's host:port; `check=http://HOST:PORT/PATH`
-//! sends a GET (a 2xx is healthy). `check-interval`, `check-timeout`,
+//! `check=tcp` connects to the service URI's host:port (`check=tcp://HOST:PORT`
+//! to another address); `check=http://HOST:PORT/PATH` sends a GET (a 2xx
+//! is healthy). `check-interval`, `check-timeout`,
 //! `check-fails` and `check-passes` tune it.
 
 use rarangi_proto::{Attrs, ServiceUri};
@@ -57,8 +58,8 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CheckError {
-    /// `check=` is neither `tcp` nor an `http://` URL.
-    #[error("check={0:?}: use check=tcp or check=http://HOST:PORT/PATH")]
+    /// `check=` is neither `tcp`, `tcp://HOST:PORT` nor an `http://` URL.
+    #[error("check={0:?}: use check=tcp, check=tcp://HOST:PORT or check=http://HOST:PORT/PATH")]
     Kind(String),
     /// `check=tcp` on a service URI without a port.
     #[error("check=tcp needs a port in the service URI (as in tcp://host:8080/name)")]
@@ -106,11 +107,21 @@ pub fn parse_check(service: &ServiceUri, attrs: &Attrs) -> Result<Option<Check>,
     };
     let kind = if spec.eq_ignore_ascii_case("tcp") {
         let addr = service.instance();
-        let has_port = addr.rsplit_once(':').is_some_and(|(h, p)| {
-            !h.is_empty() && !h.ends_with(':') && p.parse::<u16>().is_ok_and(|p| p > 0)
-        });
-        if !has_port {
+        if !has_port(addr) {
             return Err(CheckError::NoPort);
+        }
+        CheckKind::Tcp(addr.to_owned())
+    } else if spec.len() >= 6 && spec[..6].eq_ignore_ascii_case("tcp://") {
+        let addr = spec[6..].trim_end_matches('/');
+        let clean = addr.len() <= MAX_URL_LEN
+            && !addr
+                .chars()
+                .any(|c| c.is_control() || c == ' ' || c == '/' || c == '@');
+        if !clean || !has_port(addr) {
+            return Err(CheckError::Url {
+                url: spec.chars().take(64).collect(),
+                reason: "use tcp://HOST:PORT",
+            });
         }
         CheckKind::Tcp(addr.to_owned())
     } else if spec.len() >= 7 && spec[..7].eq_ignore_ascii_case("http://") {
@@ -139,6 +150,12 @@ pub fn parse_check(service: &ServiceUri, attrs: &Attrs) -> Result<Option<Check>,
         fails: streak(attrs, "check-fails", DEFAULT_FAILS)?,
         passes: streak(attrs, "check-passes", DEFAULT_PASSES)?,
     }))
+}
+
+/// `host:port` with a non-empty host and a port from 1 to 65535.
+fn has_port(addr: &str) -> bool {
+    addr.rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && !h.ends_with(':') && p.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 fn check_url(url: &str) -> Result<(), CheckError> {

@@ -33,6 +33,22 @@ fn tcp_checks_use_the_service_address_and_the_defaults() {
             passes: 2,
         }
     );
+    let other = parse_check(
+        &svc("nesoi://web1/orders"),
+        &attrs("check=tcp%3A%2F%2F127.0.0.1%3A81"),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(other.kind, CheckKind::Tcp("127.0.0.1:81".into()));
+    for bad in [
+        "tcp%3A%2F%2Fh",
+        "tcp%3A%2F%2Fh%3A0",
+        "tcp%3A%2F%2Fu%40h%3A1",
+        "tcp%3A%2F%2Fh%3A1%2Fx",
+    ] {
+        let e = parse_check(&svc("tcp://h:1/x"), &attrs(&format!("check={bad}"))).unwrap_err();
+        assert!(e.to_string().contains("tcp://HOST:PORT"), "{bad}: {e}");
+    }
     let v6 = parse_check(&svc("tcp://[::1]:9/x"), &attrs("check=TCP"))
         .unwrap()
         .unwrap();

@@ -4,6 +4,7 @@
 //! stays open; it returns when healthy, without re-registering. The
 //! services are small `python3` processes (installed by .ci/run).
 
+#[allow(unused_imports)] // the shared re-exports this file does not use
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -70,7 +71,11 @@ impl Service {
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
         let port = line.trim().parse().expect("the service prints its port");
-        Service { child, port, _out: out }
+        Service {
+            child,
+            port,
+            _out: out,
+        }
     }
 
     fn signal(&self, sig: &str) {
@@ -85,13 +90,19 @@ impl Service {
 
     /// Makes the HTTP service answer /health with `code`.
     async fn set(&self, code: u16) {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .unwrap();
         s.write_all(format!("GET /set/{code} HTTP/1.0\r\n\r\n").as_bytes())
             .await
             .unwrap();
         let mut answer = Vec::new();
         s.read_to_end(&mut answer).await.unwrap();
-        assert!(answer.starts_with(b"HTTP/1.0 200"), "{}", String::from_utf8_lossy(&answer));
+        assert!(
+            answer.starts_with(b"HTTP/1.0 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
     }
 }
 
@@ -108,7 +119,11 @@ async fn a_stopped_service_is_withdrawn_everywhere_and_returns_when_resumed() {
     let a = cat("development", "c1", &[]);
     let b = cat("development", "c1", &[&a.addr]);
     let c = cat("development", "c2", &[&b.addr]);
-    let watchers = [watch(&a, "orders").await, watch(&b, "orders").await, watch(&c, "orders").await];
+    let watchers = [
+        watch(&a, "orders").await,
+        watch(&b, "orders").await,
+        watch(&c, "orders").await,
+    ];
     let service = Service::start(TCP_SERVICE, &[&a.addr]);
     let uri = format!("tcp://127.0.0.1:{}/orders", service.port);
     for w in &watchers {
@@ -117,7 +132,10 @@ async fn a_stopped_service_is_withdrawn_everywhere_and_returns_when_resumed() {
 
     service.signal("STOP"); // hung: its connection to the catalogue stays open
     for w in &watchers {
-        eventually("every catalogue withdraws the hung service", || w.uris().is_empty()).await;
+        eventually("every catalogue withdraws the hung service", || {
+            w.uris().is_empty()
+        })
+        .await;
     }
     for cat in [&a, &b, &c] {
         eventually_lookup(cat, "orders", &[]).await;

@@ -102,7 +102,10 @@ impl CheckArgs {
         }
         check.add_to(attrs);
         // Durations go as written: the catalogue parses and bounds them.
-        let durations = [("check-interval", &self.check_interval), ("check-timeout", &self.check_timeout)];
+        let durations = [
+            ("check-interval", &self.check_interval),
+            ("check-timeout", &self.check_timeout),
+        ];
         for (k, v) in durations {
             if let Some(v) = v {
                 attrs.0.insert(k.into(), v.clone());
@@ -235,7 +238,12 @@ fn parse_attrs(attrs: &[String]) -> Result<Attrs> {
         .collect()
 }
 
-async fn register_cmd(service: &str, attrs: &[String], check: &CheckArgs, target: &Target) -> Result<ExitCode> {
+async fn register_cmd(
+    service: &str,
+    attrs: &[String],
+    check: &CheckArgs,
+    target: &Target,
+) -> Result<ExitCode> {
     let mut attrs = parse_attrs(attrs)?;
     check.add_to(&mut attrs);
     let reg = register(&target.options(), service, attrs)

@@ -105,7 +105,10 @@ mod tests {
             .timeout(Duration::from_millis(100))
             .fails(2)
             .add_to(&mut a);
-        assert_eq!(a.encode(), "check=tcp&check-fails=2&check-interval=200ms&check-timeout=100ms");
+        assert_eq!(
+            a.encode(),
+            "check=tcp&check-fails=2&check-interval=200ms&check-timeout=100ms"
+        );
         let mut a = Attrs::default();
         Check::http("http://h:8/x").passes(1).add_to(&mut a);
         assert_eq!(a.get("check"), Some("http://h:8/x"));

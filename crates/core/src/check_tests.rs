@@ -86,8 +86,8 @@ fn http_checks_and_tuning() {
 fn bad_check_attributes_are_refused_with_the_reason() {
     let s = svc("tcp://h:1/x");
     let refused = [
-        ("check=udp", "check=tcp or check=http"),
-        ("check=https%3A%2F%2Fh%2F", "check=tcp or check=http"),
+        ("check=udp", "check=tcp, check=tcp://HOST:PORT or check=http"),
+        ("check=https%3A%2F%2Fh%2F", "or check=http://"),
         ("check=http%3A%2F%2F%2Fpath", "needs a host"),
         ("check=http%3A%2F%2Fu%40h%2F", "user information"),
         ("check=http%3A%2F%2Fh%2Fa%20b", "spaces"),

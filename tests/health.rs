@@ -108,9 +108,14 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        self.signal("CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Only a child not yet reaped still owns its PID.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-CONT", &self.child.id().to_string()])
+                .status();
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -198,4 +203,32 @@ async fn a_flapping_instance_is_held_down() {
     .await;
     eventually_lookup(&a, "web", &[]).await;
     assert!(watcher.uris().is_empty(), "never shown again while held down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rarangi_register_declares_a_check() {
+    let a = cat("development", "c1", &[]);
+    let watcher = watch(&a, "cli").await;
+    let mut service = Service::start(HTTP_SERVICE, &[]);
+    let uri = format!("tcp://127.0.0.1:{}/cli", service.port);
+    let mut register = Command::new(BIN)
+        .args(["register", &uri, "--catalogue", &a.addr, "--check", "tcp"])
+        .args(["--check-interval", "200ms", "--check-timeout", "100ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("registered", || watcher.uris().contains(&uri)).await;
+    assert!(lookup(&a.opts(), "cli").await.unwrap().contains(&uri));
+    // The service goes away but `rarangi register` holds on: the check
+    // withdraws it.
+    service.child.kill().unwrap();
+    service.child.wait().unwrap();
+    eventually("withdrawn by its check", || watcher.uris().is_empty()).await;
+    assert!(
+        register.try_wait().unwrap().is_none(),
+        "the registration is still held"
+    );
+    register.kill().unwrap();
+    register.wait().unwrap();
 }

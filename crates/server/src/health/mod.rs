@@ -38,7 +38,7 @@ impl Prober {
     /// catalogue never marks a service critical for its own slowness.
     pub(crate) fn start(&self, probe: Probe) {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            tracing::warn!(service = %probe.service, "probe skipped: --probe-concurrency probes already in flight");
+            tracing::debug!(service = %probe.service, "probe skipped: --probe-concurrency probes already in flight");
             return;
         };
         let events = self.events.clone();

@@ -13,13 +13,13 @@
 
 use anyhow::{bail, Result};
 use rarangi_bench::parts::{
-    churn, discovery, etcd_side_by_side, lookups, propagation, scale, serf_side_by_side, sim, tls_cost,
-    withdrawal,
+    churn, discovery, etcd_side_by_side, health, lookups, propagation, scale, serf_side_by_side, sim,
+    tls_cost, withdrawal,
 };
 use rarangi_bench::report::{write_docs, Report};
 
 /// The parts `--only` accepts.
-const PARTS: &str = "propagation, withdrawal, churn, lookups, tls, scale, sim, discovery, etcd, serf";
+const PARTS: &str = "propagation, withdrawal, health, churn, lookups, tls, scale, sim, discovery, etcd, serf";
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
@@ -64,6 +64,9 @@ async fn main() -> Result<()> {
     }
     if wants("withdrawal") {
         withdrawal(&mut r, if quick { 5 } else { 20 }).await?;
+    }
+    if wants("health") {
+        health(&mut r, if quick { 3 } else { 10 }, if quick { 200 } else { 1000 }).await?;
     }
     if wants("churn") {
         churn(&mut r, if quick { 2 } else { 5 }).await?;

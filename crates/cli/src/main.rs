@@ -65,6 +65,55 @@ impl Target {
     }
 }
 
+/// A watchdog check declared with `register`: the catalogue probes the
+/// service and withdraws it everywhere while it fails.
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Watchdog check: `tcp` (connect to the service URI's host:port),
+    /// `tcp://HOST:PORT`, or an `http://HOST:PORT/PATH` URL (a 2xx is
+    /// healthy). While it fails the service is withdrawn everywhere; it
+    /// returns when it passes again, without re-registering.
+    #[arg(long, value_name = "tcp|tcp://HOST:PORT|URL")]
+    check: Option<String>,
+    /// Time between probes, e.g. 500ms, 2s (100ms to 1h). [default: 1s]
+    #[arg(long, value_name = "DURATION", requires = "check")]
+    check_interval: Option<String>,
+    /// Time one probe may take, less than the interval. [default: 500ms]
+    #[arg(long, value_name = "DURATION", requires = "check")]
+    check_timeout: Option<String>,
+    /// Consecutive failures before the service is withdrawn (1-100). [default: 3]
+    #[arg(long, value_name = "N", requires = "check")]
+    check_fails: Option<u32>,
+    /// Consecutive passes before it returns (1-100). [default: 2]
+    #[arg(long, value_name = "N", requires = "check")]
+    check_passes: Option<u32>,
+}
+
+impl CheckArgs {
+    /// Adds the check's attributes (the catalogue validates them).
+    fn add_to(&self, attrs: &mut Attrs) {
+        let Some(spec) = &self.check else { return };
+        let mut check = rarangi_client::Check::parse(spec);
+        if let Some(n) = self.check_fails {
+            check = check.fails(n);
+        }
+        if let Some(n) = self.check_passes {
+            check = check.passes(n);
+        }
+        check.add_to(attrs);
+        // Durations go as written: the catalogue parses and bounds them.
+        let durations = [
+            ("check-interval", &self.check_interval),
+            ("check-timeout", &self.check_timeout),
+        ];
+        for (k, v) in durations {
+            if let Some(v) = v {
+                attrs.0.insert(k.into(), v.clone());
+            }
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a catalogue server (stops gracefully on SIGTERM or Ctrl-C).
@@ -77,6 +126,8 @@ enum Command {
         /// Metadata, e.g. --attr weight=10 (repeatable).
         #[arg(long = "attr", value_name = "K=V")]
         attrs: Vec<String>,
+        #[command(flatten)]
+        check: CheckArgs,
         #[command(flatten)]
         target: Target,
     },
@@ -145,8 +196,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Register {
             service,
             attrs,
+            check,
             target,
-        } => register_cmd(&service, &attrs, &target).await,
+        } => register_cmd(&service, &attrs, &check, &target).await,
         Command::Lookup { regex, json, target } => lookup(&regex, json, &target).await,
         Command::Watch { regex, json, target } => watch(&regex, json, &target).await,
         Command::Topology { json, target } => topology(json, &target).await,
@@ -186,8 +238,14 @@ fn parse_attrs(attrs: &[String]) -> Result<Attrs> {
         .collect()
 }
 
-async fn register_cmd(service: &str, attrs: &[String], target: &Target) -> Result<ExitCode> {
-    let attrs = parse_attrs(attrs)?;
+async fn register_cmd(
+    service: &str,
+    attrs: &[String],
+    check: &CheckArgs,
+    target: &Target,
+) -> Result<ExitCode> {
+    let mut attrs = parse_attrs(attrs)?;
+    check.add_to(&mut attrs);
     let reg = register(&target.options(), service, attrs)
         .await
         .context("cannot register")?;

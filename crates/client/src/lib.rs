@@ -9,6 +9,8 @@
 //!   when the catalogue goes away. Dropping it deregisters.
 //! - [`subscribe`]: a stream of [`Event`]s for a regular expression that
 //!   stays equal to the catalogue's view across reconnects.
+//! - [`Check`]: a watchdog check declared with a registration (the
+//!   catalogue probes the service and withdraws it while it fails).
 //! - [`Resolver`]: a live cache answering `resolve(name)` in locality order.
 //!
 //! - [`TlsOptions`]: TLS to TCP endpoints (CA, and a certificate to
@@ -18,12 +20,14 @@
 
 #![forbid(unsafe_code)]
 
+mod check;
 mod connection;
 mod registration;
 mod resolver;
 mod subscription;
 mod tls;
 
+pub use check::Check;
 pub use connection::{Connection, Endpoint, Error, Options};
 pub use registration::{register, Registration};
 pub use resolver::{order_by_locality, Resolver};

@@ -51,6 +51,29 @@ impl Default for Limits {
     }
 }
 
+/// Flap damping of watchdog checks: an instance whose health changes more
+/// than `flap_limit` times within `flap_window_ms` is held critical for
+/// `hold_down_ms`.
+#[derive(Debug, Clone)]
+pub struct Flap {
+    /// Health changes allowed within the window.
+    pub flap_limit: u32,
+    /// The window, in ms.
+    pub flap_window_ms: u64,
+    /// How long a flapping instance is held critical, in ms.
+    pub hold_down_ms: u64,
+}
+
+impl Default for Flap {
+    fn default() -> Self {
+        Self {
+            flap_limit: 4,
+            flap_window_ms: 60_000,
+            hold_down_ms: 60_000,
+        }
+    }
+}
+
 /// What a catalogue is and how it behaves.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -66,6 +89,8 @@ pub struct Config {
     pub max_skew_ms: u64,
     /// Client limits.
     pub limits: Limits,
+    /// Flap damping of watchdog checks.
+    pub flap: Flap,
 }
 
 impl Config {
@@ -78,6 +103,7 @@ impl Config {
             tombstone_horizon_ms: 60 * 60 * 1000,
             max_skew_ms: Hlc::DEFAULT_MAX_SKEW_MS,
             limits: Limits::default(),
+            flap: Flap::default(),
         }
     }
 }

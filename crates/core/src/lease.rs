@@ -2,8 +2,8 @@
 //!
 //! A service registered here lives while it has a holder: a client
 //! connection that sent REG_SERV, or a lease (an HTTP registration with a
-//! TTL, refreshed by the service). Watchdog checks will be another holder
-//! of the same kind. Holders are not durable: they end with the catalogue's
+//! TTL, refreshed by the service). A watchdog check is not a holder: it
+//! parks a critical registration with its holders (`catalogue/health.rs`). Holders are not durable: they end with the catalogue's
 //! incarnation, like connections.
 
 use rarangi_proto::Attrs;
@@ -32,6 +32,9 @@ pub enum LeaseError {
     /// The registration is too large, or the catalogue is full.
     #[error("registration refused")]
     Limit(#[source] LimitError),
+    /// A watchdog check attribute is malformed or out of bounds.
+    #[error("bad check")]
+    Check(#[source] crate::check::CheckError),
 }
 
 /// What a lease did to the registration (the HTTP API answers 201 or 200).

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod catalogue;
+mod check;
 mod config;
 mod config_key;
 mod hooks;
@@ -28,10 +29,16 @@ mod topology;
 mod welcome;
 
 pub use catalogue::{
-    Catalogue, KeyError, LimitError, PreparedWrite, Registration, ServiceView, TopologyView, REGISTER_RULE,
+    Catalogue, KeyError, LimitError, PreparedWrite, Probe, Registration, ServiceView, TopologyView,
+    REGISTER_RULE,
+};
+pub use check::{
+    parse_check, parse_duration_ms, Check, CheckError, CheckKind, CHECK_ATTR, DEFAULT_FAILS,
+    DEFAULT_INTERVAL_MS, DEFAULT_PASSES, DEFAULT_TIMEOUT_MS, MAX_INTERVAL_MS, MAX_STREAK, MIN_INTERVAL_MS,
 };
 pub use config::{
-    Config, Limits, DEFAULT_REGEX_BYTES_PER_CLIENT, DEFAULT_REGEX_BYTES_TOTAL, DEFAULT_SERVICES_PER_CATALOGUE,
+    Config, Flap, Limits, DEFAULT_REGEX_BYTES_PER_CLIENT, DEFAULT_REGEX_BYTES_TOTAL,
+    DEFAULT_SERVICES_PER_CATALOGUE,
 };
 pub use config_key::{ConfigKey, HookKind, KeyWrite, Written};
 pub use hooks::{services_version, Delivery, What, ABSENT_VERSION};

@@ -155,4 +155,17 @@ pub enum Notice {
         /// The service.
         service: rarangi_proto::ServiceUri,
     },
+    /// A watchdog check failed: the instance is withdrawn everywhere (its
+    /// registration is kept), held so until `held_until` if it flaps.
+    Critical {
+        /// The service.
+        service: rarangi_proto::ServiceUri,
+        /// Flap damping holds it critical until then (Unix ms).
+        held_until: Option<u64>,
+    },
+    /// A critical instance passed its check again and is re-announced.
+    Healthy {
+        /// The service.
+        service: rarangi_proto::ServiceUri,
+    },
 }

@@ -19,6 +19,7 @@ mod access;
 mod clock;
 pub mod discovery;
 mod driver;
+mod health;
 pub mod http;
 mod model;
 mod net;
@@ -165,6 +166,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     core_config.limits.services_per_catalogue = settings.max_services_per_catalogue;
     core_config.limits.regex_bytes_per_client = settings.regex_budget_per_connection;
     core_config.limits.regex_bytes_total = settings.regex_budget;
+    core_config.flap = settings.flap.clone();
     let core = Catalogue::new(core_config.clone(), durable, clock, clock::now_ms());
 
     let listener = TcpListener::bind(settings.listen)

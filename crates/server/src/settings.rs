@@ -81,6 +81,8 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// Time allowed for an HTTP request head, and for an idle keep-alive
 /// connection's next request, in ms.
 pub const DEFAULT_HTTP_HEADER_TIMEOUT_MS: u64 = 10_000;
+/// Default of `--probe-concurrency`.
+pub const DEFAULT_PROBE_CONCURRENCY: usize = 256;
 /// Share of the machine's (or cgroup's) memory beyond which new
 /// registrations and subscriptions are refused.
 pub const DEFAULT_MEMORY_LIMIT: &str = "80%";
@@ -331,6 +333,22 @@ pub struct ServeArgs {
     /// addresses are always dialed; 0: no limit). [default: 8]
     #[arg(long, env = "RARANGI_MAX_PEER_LINKS", value_name = "N")]
     pub max_peer_links: Option<usize>,
+    /// Watchdog probes (check=tcp / check=http://...) in flight at once; a
+    /// probe due while all are busy is skipped (it counts neither way).
+    /// [default: 256]
+    #[arg(long, env = "RARANGI_PROBE_CONCURRENCY", value_name = "N")]
+    pub probe_concurrency: Option<usize>,
+    /// A checked instance whose health changes more than this many times
+    /// within --check-flap-window-ms is held critical for
+    /// --check-hold-down-ms. [default: 4]
+    #[arg(long, env = "RARANGI_CHECK_FLAP_LIMIT", value_name = "N")]
+    pub check_flap_limit: Option<u32>,
+    /// The window in which health changes are counted. [default: 60000]
+    #[arg(long, env = "RARANGI_CHECK_FLAP_WINDOW_MS", value_name = "MS")]
+    pub check_flap_window_ms: Option<u64>,
+    /// How long a flapping instance is held critical. [default: 60000]
+    #[arg(long, env = "RARANGI_CHECK_HOLD_DOWN_MS", value_name = "MS")]
+    pub check_hold_down_ms: Option<u64>,
 }
 
 /// A setting that cannot be used, with what to do about it.
@@ -448,6 +466,10 @@ pub struct Settings {
     pub hook_ca: Option<PathBuf>,
     /// Peer discovery: DNS SRV, beacon, link policy.
     pub discovery: crate::discovery::DiscoverySettings,
+    /// Watchdog probes in flight at once.
+    pub probe_concurrency: usize,
+    /// Flap damping of watchdog checks.
+    pub flap: rarangi_core::Flap,
 }
 
 /// The certificate files of a catalogue with TLS on.
@@ -596,6 +618,10 @@ impl ServeArgs {
             beacon_key_file: self.beacon_key_file.or(file.beacon_key_file),
             beacon_port: self.beacon_port.or(file.beacon_port),
             max_peer_links: self.max_peer_links.or(file.max_peer_links),
+            probe_concurrency: self.probe_concurrency.or(file.probe_concurrency),
+            check_flap_limit: self.check_flap_limit.or(file.check_flap_limit),
+            check_flap_window_ms: self.check_flap_window_ms.or(file.check_flap_window_ms),
+            check_hold_down_ms: self.check_hold_down_ms.or(file.check_hold_down_ms),
         }
     }
 
@@ -763,6 +789,15 @@ impl ServeArgs {
             hook_allow,
             hook_ca: self.hook_ca,
             discovery,
+            probe_concurrency: self.probe_concurrency.unwrap_or(DEFAULT_PROBE_CONCURRENCY).max(1),
+            flap: {
+                let d = rarangi_core::Flap::default();
+                rarangi_core::Flap {
+                    flap_limit: self.check_flap_limit.unwrap_or(d.flap_limit),
+                    flap_window_ms: self.check_flap_window_ms.unwrap_or(d.flap_window_ms),
+                    hold_down_ms: self.check_hold_down_ms.unwrap_or(d.hold_down_ms),
+                }
+            },
         })
     }
 }

@@ -266,3 +266,27 @@ fn fifty_catalogue_schedules() {
         );
     }
 }
+
+/// Watchdog checks (DESIGN §11): a critical instance is withdrawn at every
+/// catalogue, also across a partition that heals meanwhile, and returns
+/// without re-registering once its probes pass.
+#[test]
+fn critical_instances_are_withdrawn_everywhere_and_return() {
+    let mut net = net(6, Topology::Ring, 11, NetConfig::default());
+    let svc = "tcp://10.0.0.7:80/orders";
+    let client = net.client(0).expect("up");
+    let attrs = rarangi_proto::Attrs::parse("check=tcp&check-fails=2&check-passes=1").unwrap();
+    net.register_with(client, svc, attrs);
+    assert_clean(&mut net);
+    assert!((0..6).all(|i| shown(&net, i).contains(svc)));
+    net.probe(0, svc, false);
+    net.probe(0, svc, false);
+    assert_clean(&mut net);
+    assert!((0..6).all(|i| shown(&net, i).is_empty()), "withdrawn everywhere");
+    net.cut(2, 3);
+    net.probe(0, svc, true);
+    net.advance(10);
+    net.heal(2, 3);
+    assert_clean(&mut net);
+    assert!((0..6).all(|i| shown(&net, i).contains(svc)), "back everywhere");
+}

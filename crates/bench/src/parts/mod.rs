@@ -2,6 +2,7 @@
 
 mod compare;
 mod discovery;
+mod health;
 mod latency;
 mod load;
 mod scale;
@@ -15,6 +16,7 @@ use rarangi_sim::Topology;
 
 pub use compare::{etcd_side_by_side, serf_side_by_side};
 pub use discovery::discovery;
+pub use health::health;
 pub use latency::{propagation, withdrawal};
 pub use load::{churn, lookups};
 pub use scale::scale;

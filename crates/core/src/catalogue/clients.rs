@@ -81,6 +81,13 @@ impl Catalogue {
         if pressure && !c.regs.contains(&service) {
             return self.refuse(client, ErrorCode::Limit, MEMORY_PRESSURE.to_owned());
         }
+        if let Err(e) = crate::check::parse_check(&service, &attrs) {
+            return self.refuse(
+                client,
+                ErrorCode::BadMessage,
+                format!("REG_SERV {service} refused: {e}"),
+            );
+        }
         if let Err(e) = self.admit_own(&service, &attrs) {
             let why = match &e {
                 super::LimitError::TooLarge(size) => size.to_string(),

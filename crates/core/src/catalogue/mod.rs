@@ -7,6 +7,7 @@
 
 mod admit;
 mod clients;
+mod health;
 mod link;
 mod nesoi;
 mod own;
@@ -31,6 +32,7 @@ use crate::lease::OwnReg;
 pub use admit::{KeyError, LimitError};
 use clients::Client;
 pub use clients::{Registration, REGISTER_RULE};
+pub use health::Probe;
 use link::{Peer, PeerState};
 pub use nesoi::PreparedWrite;
 use regexes::Regexes;
@@ -94,6 +96,8 @@ pub struct Catalogue {
     next_peer: PeerId,
     clients: BTreeMap<ClientId, Client>,
     own: BTreeMap<ServiceUri, OwnReg>,
+    /// Watchdog checks of own registrations; critical ones are parked here.
+    health: health::Watches,
     /// Incarnation and cluster of every catalogue with a record.
     catalogues: BTreeMap<CatalogueUri, (Ts, String)>,
     /// Service records (live or deleted) held per owner, for its cap.
@@ -151,6 +155,7 @@ impl Catalogue {
             next_peer: 0,
             clients: BTreeMap::new(),
             own: BTreeMap::new(),
+            health: health::Watches::default(),
             catalogues: BTreeMap::new(),
             services_held: HashMap::new(),
             topology: Topology::new(cfg.uri.clone()),

@@ -284,6 +284,12 @@ fn log_notice(n: &Notice) {
         Notice::LeaseExpired { service } => {
             tracing::info!(service = %service, "HTTP registration expired (TTL)")
         }
+        Notice::Critical { service, held_until } => {
+            tracing::warn!(service = %service, held_until_ms = ?held_until, "health check failing: instance critical, withdrawn everywhere")
+        }
+        Notice::Healthy { service } => {
+            tracing::info!(service = %service, "health check passing again: instance re-announced")
+        }
         _ => tracing::info!(?n, "notice"),
     }
 }

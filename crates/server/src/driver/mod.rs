@@ -14,6 +14,7 @@ mod alarm;
 mod changes;
 mod dispatch;
 mod memory;
+mod probes;
 pub(crate) mod view;
 
 use std::collections::HashMap;
@@ -73,6 +74,8 @@ pub(crate) enum Event {
     ClientGone { conn: ConnId },
     /// A write from the HTTP API (reads use the published view).
     Api(Request),
+    /// A watchdog probe's result (`crate::health`).
+    Probe { service: ServiceUri, ok: bool },
 }
 
 /// Why a write was not applied.
@@ -195,6 +198,8 @@ pub(crate) struct Driver {
     resync: bool,
     /// Refuses new registrations and subscriptions beyond a resident size.
     memory: MemoryGuard,
+    /// Runs the watchdog probes the core asks for.
+    prober: crate::health::Prober,
 }
 
 impl Driver {
@@ -214,6 +219,7 @@ impl Driver {
         let log = ChangeLog::new(live, shared.changes.clone());
         core.client_connected(WATCH_CLIENT, false);
         let memory = MemoryGuard::new(shared.settings.memory_limit);
+        let prober = crate::health::Prober::new(shared.settings.probe_concurrency, shared.events.clone());
         let mut driver = Self {
             core,
             store,
@@ -230,6 +236,7 @@ impl Driver {
             alarm: None,
             resync: false,
             memory,
+            prober,
         };
         // The subscription's snapshot is empty at start (no peers yet);
         // dispatching it keeps one path for every output.
@@ -277,6 +284,10 @@ impl Driver {
                     } else if self.core.clock() != self.saved_clock {
                         let _ = self.persist(&[]);
                     }
+                }
+                _ = self.probes_due() => {
+                    self.start_probes();
+                    let _ = self.dispatch();
                 }
                 _ = shutdown.cancelled() => break,
             }
@@ -334,6 +345,9 @@ impl Driver {
                 }
             }
             Event::Api(req) => self.on_request(req),
+            Event::Probe { service, ok } => {
+                self.core.probe(now, &service, ok);
+            }
         }
     }
 

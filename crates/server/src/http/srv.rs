@@ -196,6 +196,9 @@ pub(super) async fn put_instance(
     if let Some(m) = master {
         attrs.0.insert(instance::MASTER.into(), m.to_string());
     }
+    if let Some(check) = v.get("check") {
+        attrs.0.extend(crate::health::check_attrs(check).map_err(bad)?);
+    }
     let registered = ask(&api, |reply| Request::Register {
         service: service.clone(),
         attrs,

@@ -146,17 +146,25 @@ impl Net {
 
     /// A client registers a service.
     pub fn register(&mut self, id: ClientId, service: &str) {
+        self.register_with(id, service, Attrs::default());
+    }
+
+    /// A client registers a service with attributes (a watchdog check, say).
+    pub fn register_with(&mut self, id: ClientId, service: &str, attrs: Attrs) {
         let service = ServiceUri::parse(service).expect("valid service URI");
         if let Some(c) = self.clients.get_mut(id) {
             c.regs.insert(service.clone());
         }
-        self.client_send(
-            id,
-            Message::RegServ {
-                service,
-                attrs: Attrs::default(),
-            },
-        );
+        self.client_send(id, Message::RegServ { service, attrs });
+    }
+
+    /// A watchdog probe of `service` at `node` (where it registered) passed
+    /// or failed.
+    pub fn probe(&mut self, node: NodeId, service: &str, ok: bool) {
+        let service = ServiceUri::parse(service).expect("valid service URI");
+        self.input(node, |core, wall| {
+            core.probe(wall, &service, ok);
+        });
     }
 
     /// A client withdraws a registration.

@@ -153,7 +153,9 @@ impl Net {
         let mut expected: BTreeSet<Record> = BTreeSet::new();
         for (node, regs) in self.clients.registered() {
             if comp.contains(&node) {
-                for s in regs {
+                // A critical instance (failed watchdog check) is withdrawn.
+                let core = self.core(node).expect("up");
+                for s in regs.iter().filter(|s| core.is_critical(s) != Some(true)) {
                     expected.insert((s.to_string(), self.uri(node).to_string()));
                 }
             }

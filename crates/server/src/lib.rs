@@ -16,8 +16,8 @@
 mod access;
 mod clock;
 mod driver;
-mod model;
 pub mod http;
+mod model;
 mod net;
 pub mod settings;
 pub mod store;

@@ -222,7 +222,11 @@ impl View {
     }
 
     /// Removes an instance; returns it if it was there.
-    pub(crate) fn remove_instance(&mut self, service: &ServiceUri, catalogue: &CatalogueUri) -> Option<Arc<Instance>> {
+    pub(crate) fn remove_instance(
+        &mut self,
+        service: &ServiceUri,
+        catalogue: &CatalogueUri,
+    ) -> Option<Arc<Instance>> {
         let probe = Instance::new(
             service.clone(),
             catalogue.clone(),

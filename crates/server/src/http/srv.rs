@@ -128,7 +128,7 @@ fn segment_host(s: &str) -> Result<&str, ApiError> {
 
 /// The registration rule of REG_SERV, for PUT and DELETE on instances
 /// (tokens, when configured, were checked before).
-fn may_register(api: &Api, peer: SocketAddr) -> Result<(), ApiError> {
+pub(super) fn may_register(api: &Api, peer: SocketAddr) -> Result<(), ApiError> {
     if crate::access::may_register(peer.ip(), &api.shared.settings.allow_register) {
         return Ok(());
     }
@@ -235,7 +235,7 @@ pub(super) async fn put_instance(
 
 /// The service URIs of instance `id` of `name` registered at this
 /// catalogue.
-fn own_instances(api: &Api, name: &str, id: &str) -> Vec<ServiceUri> {
+pub(super) fn own_instances(api: &Api, name: &str, id: &str) -> Vec<ServiceUri> {
     let here = &api.shared.settings.uri;
     api.view()
         .instances(name)

@@ -63,7 +63,11 @@ async fn register(cat: &Cat, id: &str, port: u16, tags: &[&str]) {
 
 /// The `__address__`es of VictoriaMetrics's active targets.
 async fn vm_targets(vm: &str) -> Option<Vec<String>> {
-    let (s, _, body) = try_http(vm, "GET", "/api/v1/targets", None).await.ok()?;
+    let (s, headers, body) = try_http(vm, "GET", "/api/v1/targets", None).await.ok()?;
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked { dechunk(&body)? } else { body };
     let v: Value = serde_json::from_str(&body).ok()?;
     (s == 200).then_some(())?;
     let mut out: Vec<String> = v["data"]["activeTargets"]
@@ -75,7 +79,21 @@ async fn vm_targets(vm: &str) -> Option<Vec<String>> {
     Some(out)
 }
 
-pub async fn victoria_metrics() {
+/// A chunked HTTP body's content.
+fn dechunk(mut s: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = s.split_once("\r\n")?;
+        let n = usize::from_str_radix(size.trim(), 16).ok()?;
+        if n == 0 {
+            return Some(out);
+        }
+        out.push_str(rest.get(..n)?);
+        s = rest.get(n + 2..)?;
+    }
+}
+
+pub(crate) async fn victoria_metrics() {
     let Some(bin) = installed("victoria-metrics") else {
         return;
     };
@@ -143,7 +161,7 @@ fn backend(dir: &std::path::Path, name: &str) -> (Proc, u16) {
     (p, port)
 }
 
-pub async fn traefik() {
+pub(crate) async fn traefik() {
     let Some(bin) = installed("traefik") else { return };
     let cat = cat("development", "east", &[]);
     let dir = TempDir::new("traefik").unwrap();

@@ -28,7 +28,11 @@ async fn get(addr: &str, path: &str) -> Result<(u64, String)> {
     let (head, body) = text.split_once("\r\n\r\n").context("no HTTP answer")?;
     let index = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("x-consul-index: ").map(str::to_owned))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-consul-index: ")
+                .map(str::to_owned)
+        })
         .and_then(|i| i.trim().parse().ok())
         .context("no X-Consul-Index")?;
     Ok((index, body.to_owned()))
@@ -36,11 +40,16 @@ async fn get(addr: &str, path: &str) -> Result<(u64, String)> {
 
 /// wrk's requests per second on `url`, or why there is none.
 fn wrk(url: &str, secs: u64) -> String {
-    match Command::new("wrk").args(["-t2", "-c32", &format!("-d{secs}s"), url]).output() {
+    match Command::new("wrk")
+        .args(["-t2", "-c32", &format!("-d{secs}s"), url])
+        .output()
+    {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
             .lines()
             .find(|l| l.starts_with("Requests/sec"))
-            .map_or("wrk gave no rate".into(), |l| l.split_whitespace().last().unwrap_or("").to_owned()),
+            .map_or("wrk gave no rate".into(), |l| {
+                l.split_whitespace().last().unwrap_or("").to_owned()
+            }),
         _ => "not measured: wrk is not installed (apt-get install wrk)".into(),
     }
 }
@@ -68,7 +77,11 @@ pub async fn consul(r: &mut Report, secs: u64, runs: usize) -> Result<()> {
     let http = cats[0].http.clone();
     let mut owner = Connection::connect(&cats[0].opts()).await?;
     for i in 0..1000 {
-        reg(&mut owner, &format!("tcp://10.0.{}.{}:80/svc{}", i / 250, i % 250, i % 50)).await?;
+        reg(
+            &mut owner,
+            &format!("tcp://10.0.{}.{}:80/svc{}", i / 250, i % 250, i % 50),
+        )
+        .await?;
     }
     owner.request(&Message::Heartbeat).await?;
     let health = wrk(&format!("http://{http}/v1/health/service/svc7"), secs);
@@ -84,7 +97,11 @@ pub async fn consul(r: &mut Report, secs: u64, runs: usize) -> Result<()> {
         let (index, _) = get(&http, &path).await?;
         let waiter = tokio::spawn({
             let (http, path, uri) = (http.clone(), path.clone(), uri.clone());
-            async move { blocked_until(&http, &path, index, &format!(":{}", 20_000 + i), true).await.map(|_| uri) }
+            async move {
+                blocked_until(&http, &path, index, &format!(":{}", 20_000 + i), true)
+                    .await
+                    .map(|_| uri)
+            }
         });
         // The query is blocked once the catalogue holds it; give it a moment
         // to get there so the time measured is the change's, not the dial's.

@@ -66,12 +66,12 @@ async fn per_service(
     let name = segment(name)?;
     let p = Params::parse(q)?;
     let view = block(api, &p, |v| service_index(v, name)).await;
-    let index = super::consul_index(service_index(&view, name));
+    let raw = service_index(&view, name);
     let list: Vec<Value> = listed(api, &view, name, &p)
         .into_iter()
-        .map(|i| render(i, index))
+        .map(|i| render(i, super::consul_index(raw)))
         .collect();
-    Ok(answer(&Value::Array(list), index))
+    Ok(answer(&Value::Array(list), raw))
 }
 
 /// `GET /v1/catalog/service/NAME`: Consul's `CatalogService` entries.

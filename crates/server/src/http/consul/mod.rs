@@ -147,9 +147,10 @@ fn go_duration(s: &str) -> Option<Duration> {
     (total.is_finite() && total <= 86_400.0).then(|| Duration::from_secs_f64(total))
 }
 
-/// Consul's index is never 0: an empty catalogue answers 1.
+/// Consul's index is never 0: the change index plus one, so an empty
+/// catalogue answers 1 and its first change (index 1) answers 2.
 fn consul_index(i: u64) -> u64 {
-    i.max(1)
+    i.saturating_add(1)
 }
 
 /// Consul's blocking query: without `index` (or with 0) answer at once;

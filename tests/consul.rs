@@ -6,6 +6,7 @@
 
 #[path = "consul/clients.rs"]
 mod clients;
+#[allow(unused_imports)]
 mod common;
 
 use common::http::*;

@@ -1,7 +1,7 @@
 //! What the whole-system tests share beyond `rarangi_harness`: catalogues
 //! of this build with test timings, lookups that must come true, service
 //! processes, and raw exchanges fenced by a HEARTBEAT.
-#![allow(dead_code, unused_imports, missing_docs, unreachable_pub)]
+#![allow(dead_code, missing_docs, unreachable_pub)]
 
 pub mod http;
 

@@ -176,7 +176,7 @@ pub(super) async fn nodes(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiR
     let p = Params::parse(q.as_deref())?;
     let view = block(&api, &p, |v| v.index).await;
     let list: Vec<Value> = reachable(&api, &view)
-        .filter(|(_, c)| p.dc.as_deref().map_or(true, |dc| dc == *c))
+        .filter(|(_, c)| p.dc.as_deref().is_none_or(|dc| dc == *c))
         .map(|(u, c)| node(u, c))
         .collect();
     Ok(answer(&Value::Array(list), view.index))

@@ -103,7 +103,7 @@ impl Params {
 
     /// Whether an instance passes the `dc` and `tag` filters.
     fn admits(&self, i: &Instance) -> bool {
-        self.dc.as_deref().map_or(true, |dc| &*i.cluster == dc)
+        self.dc.as_deref().is_none_or(|dc| &*i.cluster == dc)
             && self
                 .tags
                 .iter()

@@ -13,13 +13,14 @@
 
 use anyhow::{bail, Result};
 use rarangi_bench::parts::{
-    churn, discovery, etcd_side_by_side, health, lookups, propagation, scale, serf_side_by_side, sim,
+    churn, consul, discovery, etcd_side_by_side, health, lookups, propagation, scale, serf_side_by_side, sim,
     tls_cost, withdrawal,
 };
 use rarangi_bench::report::{write_docs, Report};
 
 /// The parts `--only` accepts.
-const PARTS: &str = "propagation, withdrawal, health, churn, lookups, tls, scale, sim, discovery, etcd, serf";
+const PARTS: &str =
+    "propagation, withdrawal, health, churn, lookups, consul, tls, scale, sim, discovery, etcd, serf";
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
@@ -76,6 +77,9 @@ async fn main() -> Result<()> {
     }
     if wants("tls") {
         tls_cost(&mut r, if quick { 10 } else { 40 }, if quick { 2 } else { 5 }).await?;
+    }
+    if wants("consul") {
+        consul(&mut r, if quick { 2 } else { 5 }, if quick { 5 } else { 20 }).await?;
     }
     if wants("scale") {
         for &n in if quick {

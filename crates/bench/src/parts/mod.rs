@@ -1,6 +1,7 @@
 //! The benchmark parts, each adding its section to the [`Report`].
 
 mod compare;
+mod consul;
 mod discovery;
 mod health;
 mod latency;
@@ -15,6 +16,7 @@ use rarangi_proto::{Attrs, Message, ServiceUri};
 use rarangi_sim::Topology;
 
 pub use compare::{etcd_side_by_side, serf_side_by_side};
+pub use consul::consul;
 pub use discovery::discovery;
 pub use health::health;
 pub use latency::{propagation, withdrawal};

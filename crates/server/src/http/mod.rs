@@ -2,13 +2,14 @@
 //! configuration under `/app`, service instances under `/srv` (the same
 //! catalogue the line protocol serves), webhooks, blocking queries,
 //! Server-Sent Events and the topology. One file per resource family; a
-//! Consul-compatible API, metrics and a UI join them as `consul.rs`,
+//! Consul-compatible API (`consul/`), metrics and a UI join them as
 //! `metrics.rs`, `ui.rs`. Reads use the driver's published [`View`]; only
 //! writes go to the driver. `docs/openapi.yaml` describes every route in
 //! [`ROUTES`]; a test keeps the two equal.
 
 mod app;
 pub mod auth;
+mod consul;
 mod events;
 mod hooks;
 mod srv;
@@ -68,6 +69,20 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/srv/{name}/web-hooks/{hook}"),
     ("get", "/v1/topology"),
     ("get", "/v1/events"),
+    ("get", "/v1/agent/self"),
+    ("get", "/v1/agent/services"),
+    ("put", "/v1/agent/service/register"),
+    ("put", "/v1/agent/service/deregister/{id}"),
+    ("put", "/v1/agent/check/pass/{check}"),
+    ("put", "/v1/agent/check/warn/{check}"),
+    ("put", "/v1/agent/check/fail/{check}"),
+    ("put", "/v1/agent/check/update/{check}"),
+    ("get", "/v1/catalog/services"),
+    ("get", "/v1/catalog/service/{name}"),
+    ("get", "/v1/catalog/nodes"),
+    ("get", "/v1/health/service/{name}"),
+    ("get", "/v1/status/leader"),
+    ("get", "/v1/status/peers"),
 ];
 
 /// Longest blocking query (`wait=`); longer asks are refused.
@@ -80,6 +95,8 @@ struct HttpState {
     shared: Arc<Shared>,
     /// Rendered GET /srv/NAME bodies with the name's change index.
     srv_cache: Mutex<HashMap<String, (u64, Bytes)>>,
+    /// Services registered through the Consul-compatible API.
+    consul: consul::Registry,
 }
 
 impl HttpState {
@@ -151,6 +168,7 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>
     let state = Arc::new(HttpState {
         shared,
         srv_cache: Mutex::default(),
+        consul: consul::Registry::default(),
     });
     let app = router(state).layer(DefaultBodyLimit::max(limit));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -332,6 +350,7 @@ fn router(state: Api) -> Router {
         )
         .route("/v1/topology", get(topology))
         .route("/v1/events", get(events))
+        .merge(consul::router())
         .fallback(|| async { not_found("no such resource; see docs/openapi.yaml for the routes") })
         .method_not_allowed_fallback(|| async {
             ApiError(

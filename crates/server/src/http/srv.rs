@@ -129,7 +129,11 @@ fn segment_host(s: &str) -> Result<&str, ApiError> {
 
 /// The registration rule of REG_SERV on the same transport, for PUT and
 /// DELETE on instances (tokens, when configured, were checked before).
-fn may_register(api: &Api, peer: SocketAddr, https: Option<Extension<Https>>) -> Result<(), ApiError> {
+pub(super) fn may_register(
+    api: &Api,
+    peer: SocketAddr,
+    https: Option<Extension<Https>>,
+) -> Result<(), ApiError> {
     let https = https.map(|Extension(h)| h.client_certificate);
     match crate::access::http_registration(peer.ip(), https, &api.shared.settings.allow_register) {
         Registration::Allowed => Ok(()),
@@ -237,7 +241,7 @@ pub(super) async fn put_instance(
 
 /// The service URIs of instance `id` of `name` registered at this
 /// catalogue.
-fn own_instances(api: &Api, name: &str, id: &str) -> Vec<ServiceUri> {
+pub(super) fn own_instances(api: &Api, name: &str, id: &str) -> Vec<ServiceUri> {
     let here = &api.shared.settings.uri;
     api.view()
         .instances(name)

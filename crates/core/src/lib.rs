@@ -29,7 +29,8 @@ mod welcome;
 
 pub use catalogue::{Catalogue, KeyError, LimitError, PreparedWrite, ServiceView, TopologyView};
 pub use config::{
-    Config, Limits, DEFAULT_REGEX_BYTES_PER_CLIENT, DEFAULT_REGEX_BYTES_TOTAL, DEFAULT_SERVICES_PER_CATALOGUE,
+    Config, Limits, DEFAULT_REAP_AFTER_MS, DEFAULT_REGEX_BYTES_PER_CLIENT, DEFAULT_REGEX_BYTES_TOTAL,
+    DEFAULT_SERVICES_PER_CATALOGUE,
 };
 pub use config_key::{ConfigKey, HookKind, KeyWrite, Written};
 pub use hooks::{services_version, Delivery, What, ABSENT_VERSION};

@@ -125,7 +125,11 @@ mod tests {
         assert_eq!(quick[1], Duration::from_millis(500));
         assert!(quick[2..].iter().all(|d| *d == QUICK_CAP), "{quick:?}");
         let after: Vec<Duration> = (0..12).map(|_| top(&mut b)).collect();
-        assert_eq!(after[0], Duration::from_secs(1), "doubling resumes from the quick cap");
+        assert_eq!(
+            after[0],
+            Duration::from_secs(1),
+            "doubling resumes from the quick cap"
+        );
         assert_eq!(after[1], Duration::from_secs(2));
         assert_eq!(after[2], Duration::from_secs(4));
         assert_eq!(after[11], Duration::from_secs(300), "the ceiling holds");

@@ -131,7 +131,7 @@ fn a_restart_with_its_clock_behind_the_leave_starts_a_newer_incarnation() {
 
 #[test]
 fn an_unreachable_catalogue_is_reaped_by_the_leader_and_stays_gone() {
-    let (mut a, mut b, mut c) = three(10 * SECOND);
+    let (mut a, mut b, c) = three(10 * SECOND);
     let stale_record = format!("15 x-tvnetcs://c:1/ eu {}", c.incarnation().0);
     let stale_service = c
         .services()

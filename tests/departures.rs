@@ -4,6 +4,7 @@
 //! and a link cut briefly by a proxy heals. Nothing here asserts a timing;
 //! the benchmark's "heal" part measures heal times.
 
+#[allow(unused_imports)] // not every helper is used here
 mod common;
 
 use std::collections::BTreeSet;

@@ -120,14 +120,6 @@ impl Catalogue {
         let Some(p) = self.peers.remove(peer) else {
             return;
         };
-        if self.departed.contains_key(peer) {
-            // It left (or was removed): its links are purged everywhere
-            // already; only our own still counts here, until now.
-            let (a, b) = ordered(&self.cfg.uri, peer);
-            let ts = self.link_ts(&a, &b);
-            self.set_link(&a, &b, false, ts);
-            return;
-        }
         let (key, _) = self.link_value(peer, false);
         let claimed_up = self
             .db

@@ -239,3 +239,20 @@ fn force_leave_removes_an_unreachable_catalogue_now() {
     );
     assert_eq!(left_notices(&outs[1]), [("c:1".to_owned(), Departure::Forced)]);
 }
+
+#[test]
+fn a_departure_at_our_incarnations_very_timestamp_is_answered_with_a_new_one() {
+    let (mut a, mut b, mut c) = three(u64::MAX);
+    let inc = c.incarnation();
+    // Another clock issued the same value: the departure wins the tie
+    // (delete over add), so c must move past it.
+    c.peer_message(
+        T0 + 1,
+        &uri("a:1"),
+        msg(&format!("20 x-tvnetcs://c:1/ eu {} reaped", inc.0)),
+    );
+    pump(T0 + 1, &mut [&mut a, &mut b, &mut c]);
+    assert!(c.incarnation() > inc);
+    assert!(knows(&a, "c:1") && knows(&b, "c:1"));
+    assert_eq!(b.services().count(), 1);
+}

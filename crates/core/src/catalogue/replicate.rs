@@ -314,6 +314,10 @@ impl Catalogue {
         if let Value::Catalogue { .. } = value {
             match ts.cmp(&self.incarnation) {
                 Ordering::Greater => self.reincarnate(),
+                // A departure minted elsewhere with our incarnation's very
+                // timestamp (two clocks can issue one value) wins the tie
+                // (delete over add): answer it with a newer incarnation.
+                Ordering::Equal if value.is_tombstone() => self.reincarnate(),
                 Ordering::Equal => {
                     if let Some(i) = self.db.get_mut(&key) {
                         i.mark_known(pid);

@@ -47,11 +47,10 @@ impl Default for NetConfig {
             horizon_ms: 20_000,
             max_delay_ms: 30,
             detect_ms: 5_000,
-            // Off in the random schedules for now: with 45 s (pauses then
-            // reap crashed and partitioned catalogues) about 1 seed in 100
-            // keeps a live catalogue departed (seeds 17, 190, 235, 277,
-            // 338): see docs/OPERATIONS.md, "Departures".
-            reap_after_ms: u64::MAX,
+            // Longer than the horizon: some pauses reap crashed or
+            // partitioned catalogues, which then come back as new
+            // incarnations.
+            reap_after_ms: 45_000,
             max_clock_offset_ms: 5_000,
         }
     }

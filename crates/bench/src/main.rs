@@ -12,12 +12,12 @@
 
 use anyhow::{bail, Result};
 use rarangi_bench::parts::{
-    churn, etcd_side_by_side, lookups, propagation, scale, serf_side_by_side, sim, withdrawal,
+    churn, etcd_side_by_side, heal, lookups, propagation, scale, serf_side_by_side, sim, withdrawal,
 };
 use rarangi_bench::report::{write_docs, Report};
 
 /// The parts `--only` accepts.
-const PARTS: &str = "propagation, withdrawal, churn, lookups, scale, sim, etcd, serf";
+const PARTS: &str = "propagation, withdrawal, heal, churn, lookups, scale, sim, etcd, serf";
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
@@ -58,6 +58,9 @@ async fn main() -> Result<()> {
     }
     if wants("withdrawal") {
         withdrawal(&mut r, if quick { 5 } else { 20 }).await?;
+    }
+    if wants("heal") {
+        heal(&mut r, &[1, 5, 30], if quick { 1 } else { 5 }).await?;
     }
     if wants("churn") {
         churn(&mut r, if quick { 2 } else { 5 }).await?;

@@ -13,14 +13,14 @@
 
 use anyhow::{bail, Result};
 use rarangi_bench::parts::{
-    churn, consul, discovery, etcd_side_by_side, health, lookups, propagation, scale, serf_side_by_side, sim,
-    tls_cost, withdrawal,
+    churn, consul, discovery, etcd_side_by_side, heal, health, lookups, propagation, scale,
+    serf_side_by_side, sim, tls_cost, withdrawal,
 };
 use rarangi_bench::report::{write_docs, Report};
 
 /// The parts `--only` accepts.
 const PARTS: &str =
-    "propagation, withdrawal, health, churn, lookups, consul, tls, scale, sim, discovery, etcd, serf";
+    "propagation, withdrawal, heal, health, churn, lookups, consul, tls, scale, sim, discovery, etcd, serf";
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
@@ -68,6 +68,9 @@ async fn main() -> Result<()> {
     }
     if wants("health") {
         health(&mut r, if quick { 3 } else { 10 }, if quick { 200 } else { 1000 }).await?;
+    }
+    if wants("heal") {
+        heal(&mut r, &[1, 5, 30], if quick { 1 } else { 5 }).await?;
     }
     if wants("churn") {
         churn(&mut r, if quick { 2 } else { 5 }).await?;

@@ -162,6 +162,16 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Remove an unreachable catalogue from every topology now, with its
+    /// links and services, instead of waiting for --reap-after. Refused for
+    /// a catalogue that is reachable (stop it instead: it leaves by itself)
+    /// and from connections that may not register.
+    ForceLeave {
+        /// The catalogue: its URI (x-tvnetcs://HOST:PORT/) or HOST:PORT.
+        uri: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Make a certificate authority and certificates for mutual TLS.
     #[command(subcommand)]
     Tls(tls::TlsCommand),
@@ -202,6 +212,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lookup { regex, json, target } => lookup(&regex, json, &target).await,
         Command::Watch { regex, json, target } => watch(&regex, json, &target).await,
         Command::Topology { json, target } => topology(json, &target).await,
+        Command::ForceLeave { uri, target } => force_leave(&uri, &target).await,
         Command::Tls(cmd) => tls::run(&cmd).map(|()| ExitCode::SUCCESS),
     }
 }
@@ -335,6 +346,28 @@ async fn watch(regex: &str, as_json: bool, target: &Target) -> Result<ExitCode> 
         out.flush()?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn force_leave(uri: &str, target: &Target) -> Result<ExitCode> {
+    let catalogue = CatalogueUri::parse(uri)
+        .or_else(|_| CatalogueUri::from_addr(uri))
+        .with_context(|| format!("{uri:?} is not a catalogue URI (x-tvnetcs://HOST:PORT/) or HOST:PORT"))?;
+    let mut conn = Connection::connect(&target.options()).await?;
+    conn.send(&Message::ForceLeave {
+        catalogue: catalogue.clone(),
+    })
+    .await?;
+    loop {
+        match conn.recv().await? {
+            Some(Message::ForceLeave { catalogue: done }) if done == catalogue => {
+                eprintln!("{catalogue} removed; the other catalogues drop it as the removal floods");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some(Message::Error { code, text }) => bail!("{code}: {text}"),
+            Some(_) => {}
+            None => bail!("the catalogue closed the connection"),
+        }
+    }
 }
 
 async fn topology(as_json: bool, target: &Target) -> Result<ExitCode> {

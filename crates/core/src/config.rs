@@ -73,6 +73,8 @@ impl Default for Flap {
         }
     }
 }
+/// Default of [`Config::reap_after_ms`]: 72 hours.
+pub const DEFAULT_REAP_AFTER_MS: u64 = 72 * 60 * 60 * 1000;
 
 /// What a catalogue is and how it behaves.
 #[derive(Debug, Clone)]
@@ -87,6 +89,9 @@ pub struct Config {
     pub tombstone_horizon_ms: u64,
     /// How far ahead of the local clock a received timestamp may be.
     pub max_skew_ms: u64,
+    /// A catalogue unreachable this long is removed everywhere (reaped),
+    /// like Serf's reconnect_timeout.
+    pub reap_after_ms: u64,
     /// Client limits.
     pub limits: Limits,
     /// Flap damping of watchdog checks.
@@ -102,6 +107,7 @@ impl Config {
             environment: environment.into(),
             tombstone_horizon_ms: 60 * 60 * 1000,
             max_skew_ms: Hlc::DEFAULT_MAX_SKEW_MS,
+            reap_after_ms: DEFAULT_REAP_AFTER_MS,
             limits: Limits::default(),
             flap: Flap::default(),
         }

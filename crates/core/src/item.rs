@@ -1,7 +1,7 @@
 //! Replicated items: catalogue records, links, services and configuration
 //! keys, each with a version and a tombstone flag.
 
-use rarangi_proto::{Attrs, CatalogueUri, Message, ServiceUri, Ts};
+use rarangi_proto::{Attrs, CatalogueUri, Departure, Message, ServiceUri, Ts};
 use smallvec::SmallVec;
 use std::sync::Arc;
 
@@ -14,6 +14,9 @@ pub(crate) enum Value {
     Catalogue {
         uri: CatalogueUri,
         cluster: String,
+        /// Some when the catalogue departed (LEFT): a tombstone of the
+        /// incarnation, collected after the horizon.
+        left: Option<Departure>,
     },
     Link {
         a: CatalogueUri,
@@ -60,7 +63,7 @@ pub(crate) type Db = std::collections::BTreeMap<SortKey, Box<Item>>;
 /// Which horizon (collection floor) an item kind belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Class {
-    /// Catalogue records: never deleted.
+    /// Catalogue records: deleted only by a departure (LEFT).
     Catalogue,
     /// Links and services: lost on restart.
     Volatile,
@@ -74,7 +77,12 @@ impl Value {
     pub(crate) fn digest(&self) -> u64 {
         let mut h = Fnv::default();
         match self {
-            Value::Catalogue { cluster, .. } => h.write(cluster.as_bytes()),
+            Value::Catalogue { cluster, left, .. } => {
+                h.write(cluster.as_bytes());
+                if let Some(d) = left {
+                    h.write(d.as_str().as_bytes());
+                }
+            }
             Value::Link { .. } => {}
             Value::Service { cluster, attrs, .. } => {
                 h.write(cluster.as_bytes());
@@ -96,7 +104,7 @@ impl Value {
 
     pub(crate) fn is_tombstone(&self) -> bool {
         match self {
-            Value::Catalogue { .. } => false,
+            Value::Catalogue { left, .. } => left.is_some(),
             Value::Link { up, .. } => !up,
             Value::Service { attrs, .. } => attrs.is_none(),
             Value::Key { value, .. } => value.is_none(),
@@ -136,6 +144,21 @@ impl Value {
                 Value::Catalogue {
                     uri: catalogue,
                     cluster,
+                    left: None,
+                },
+                ts,
+            ),
+            Message::Left {
+                catalogue,
+                cluster,
+                ts,
+                reason,
+            } => (
+                SortKey::catalogue(&catalogue),
+                Value::Catalogue {
+                    uri: catalogue,
+                    cluster,
+                    left: Some(reason),
                 },
                 ts,
             ),
@@ -210,10 +233,24 @@ impl Value {
     /// `sort_key`, at version `ts`.
     pub(crate) fn to_message(&self, sort_key: &SortKey, ts: Ts) -> Message {
         match self.clone() {
-            Value::Catalogue { uri, cluster } => Message::Catalogue {
+            Value::Catalogue {
+                uri,
+                cluster,
+                left: None,
+            } => Message::Catalogue {
                 catalogue: uri,
                 cluster,
                 ts,
+            },
+            Value::Catalogue {
+                uri,
+                cluster,
+                left: Some(reason),
+            } => Message::Left {
+                catalogue: uri,
+                cluster,
+                ts,
+                reason,
             },
             Value::Link { a, b, up: true } => Message::AddLink { a, b, ts },
             Value::Link { a, b, up: false } => Message::DelLink { a, b, ts },

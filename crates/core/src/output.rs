@@ -113,6 +113,15 @@ pub enum Notice {
         /// reachable for the first time, say at the first link, is not).
         regained: Vec<CatalogueUri>,
     },
+    /// A catalogue departed: it left gracefully, was reaped after
+    /// `reap_after_ms` unreachable, or was removed by force-leave. Its
+    /// links and services are gone; this is not a partition.
+    Left {
+        /// The catalogue.
+        catalogue: CatalogueUri,
+        /// Why.
+        reason: rarangi_proto::Departure,
+    },
     /// The leader (lowest reachable URI) changed.
     Leader(CatalogueUri),
     /// A peer sent a timestamp too far in the future; the message was dropped.

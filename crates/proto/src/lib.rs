@@ -27,7 +27,7 @@ pub use backoff::Backoff;
 pub use encoding::{decode_field, encode_field};
 pub use error::{ErrorCode, ParseError};
 pub use limits::{check_item, TooLarge, MAX_ITEM_LINE, PEER_MAX_LINE};
-pub use message::{parse_line, parse_line_with_limit, Bound, Message, MessageKind};
+pub use message::{parse_line, parse_line_with_limit, Bound, Departure, Message, MessageKind};
 pub use names::{validate_cluster, validate_environment, validate_key, NameError};
 pub use ts::{Hlc, SkewError, Ts};
 pub use uri::{locality, nearest_first, CatalogueUri, ServiceUri, UriError, MAX_URI_LEN};

@@ -113,6 +113,13 @@ fn message() -> impl Strategy<Value = Message> {
         any::<bool>().prop_map(|last| Message::SyncMark { last }),
         (catalogue(), proptest::collection::vec(catalogue(), 1..5))
             .prop_map(|(leader, reachable)| Message::Reachable { leader, reachable }),
+        (catalogue(), name(), ts(), 0..3u8).prop_map(|(catalogue, cluster, ts, r)| Message::Left {
+            catalogue,
+            cluster,
+            ts,
+            reason: [Departure::Left, Departure::Reaped, Departure::Forced][usize::from(r)],
+        }),
+        catalogue().prop_map(|catalogue| Message::ForceLeave { catalogue }),
     ]
 }
 

@@ -19,6 +19,7 @@ mod access;
 mod clock;
 pub mod discovery;
 mod driver;
+mod duration;
 mod health;
 pub mod http;
 mod model;
@@ -163,6 +164,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         settings.env.clone(),
     );
     core_config.tombstone_horizon_ms = settings.tombstone_ms;
+    core_config.reap_after_ms = u64::try_from(settings.reap_after.as_millis()).unwrap_or(u64::MAX);
     core_config.limits.services_per_catalogue = settings.max_services_per_catalogue;
     core_config.limits.regex_bytes_per_client = settings.regex_budget_per_connection;
     core_config.limits.regex_bytes_total = settings.regex_budget;

@@ -171,6 +171,12 @@ pub struct ServeArgs {
     /// How long deletes are remembered before collection. [default: 3600000]
     #[arg(long, env = "RARANGI_TOMBSTONE_MS", value_name = "MS")]
     pub tombstone_ms: Option<u64>,
+    /// A catalogue unreachable for longer than this is removed from every
+    /// topology with its links and services (like Serf's
+    /// reconnect_timeout); `rarangi force-leave` does it at once. From 1s
+    /// to 365d, e.g. "72h", "30m", "2s". [default: 72h]
+    #[arg(long, env = "RARANGI_REAP_AFTER", value_name = "DURATION")]
+    pub reap_after: Option<String>,
     /// HTTP API address ("off" to disable); listening beyond loopback needs
     /// --http-token-file (or --http-insecure). [default: 127.0.0.1:<well-known
     /// HTTP port>; off for environments without well-known ports]
@@ -418,6 +424,8 @@ pub struct Settings {
     pub max_line: usize,
     /// Tombstone horizon.
     pub tombstone_ms: u64,
+    /// Unreachable catalogues are reaped after this long.
+    pub reap_after: Duration,
     /// Per-client send queue, in lines.
     pub client_queue: usize,
     /// HTTP API address, if enabled.
@@ -575,6 +583,7 @@ impl ServeArgs {
             allow_register: list(self.allow_register, file.allow_register),
             max_line: self.max_line.or(file.max_line),
             tombstone_ms: self.tombstone_ms.or(file.tombstone_ms),
+            reap_after: self.reap_after.or(file.reap_after),
             http: self.http.or(file.http),
             http_body_limit: self.http_body_limit.or(file.http_body_limit),
             client_queue: self.client_queue.or(file.client_queue),
@@ -733,6 +742,7 @@ impl ServeArgs {
             allow_register,
             max_line,
             tombstone_ms: self.tombstone_ms.unwrap_or(DEFAULT_TOMBSTONE_MS),
+            reap_after: reap_after(self.reap_after.as_deref())?,
             client_queue: self.client_queue.unwrap_or(DEFAULT_CLIENT_QUEUE).max(1),
             http,
             http_body_limit: self.http_body_limit.unwrap_or(DEFAULT_HTTP_BODY_LIMIT),
@@ -800,6 +810,21 @@ impl ServeArgs {
             },
         })
     }
+}
+
+/// `--reap-after`, bounded: at least a second (a shorter one would reap
+/// catalogues during ordinary restarts), at most a year.
+fn reap_after(text: Option<&str>) -> Result<Duration, ConfigError> {
+    let Some(text) = text else {
+        return Ok(Duration::from_millis(rarangi_core::DEFAULT_REAP_AFTER_MS));
+    };
+    crate::duration::parse_duration(text)
+        .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(365 * 86_400)).contains(d))
+        .ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "--reap-after {text:?} must be a duration from 1s to 365d, such as 72h, 30m or 2s"
+            ))
+        })
 }
 
 fn cidrs(list: &[String], what: &str) -> Result<Vec<IpNet>, ConfigError> {

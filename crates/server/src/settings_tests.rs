@@ -104,6 +104,7 @@ log-format = "json"
 allow-register = ["10.0.0.0/8"]
 max-line = 2048
 tombstone-ms = 5000
+reap-after = "30m"
 http = "127.0.0.1:4773"
 http-body-limit = 4096
 client-queue = 7
@@ -138,6 +139,7 @@ memory-limit = "1GiB"
     assert_eq!(s.log_format, LogFormat::Json);
     assert_eq!(s.allow_register, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);
     assert_eq!((s.max_line, s.tombstone_ms), (2048, 5000));
+    assert_eq!(s.reap_after, Duration::from_secs(1800));
     assert_eq!(s.http.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:4773"));
     assert_eq!((s.http_body_limit, s.client_queue), (4096, 7));
     assert_eq!((s.client_queue_bytes, s.peer_queue_bytes), (100_000, 20_000_000));
@@ -369,4 +371,21 @@ fn https_by_default_only_when_tls_is_configured_and_the_api_is_exposed() {
     assert!(chain(&e).contains("--http-tls on needs --tls-ca"), "{e}");
     let toml: ServeArgs = toml::from_str("http-tls = \"on\"").unwrap();
     assert_eq!(toml.http_tls, Some(HttpTls::On));
+}
+
+#[test]
+fn reap_after_is_a_bounded_duration() {
+    let with = |v: Option<&str>| {
+        ServeArgs {
+            reap_after: v.map(str::to_owned),
+            ..ServeArgs::default()
+        }
+        .resolve_for(&user())
+    };
+    assert_eq!(with(None).unwrap().reap_after, Duration::from_secs(72 * 3600));
+    assert_eq!(with(Some("2s")).unwrap().reap_after, Duration::from_secs(2));
+    for bad in ["0s", "500ms", "366d", "soon"] {
+        let e = chain(&with(Some(bad)).unwrap_err());
+        assert!(e.contains("--reap-after"), "{bad}: {e}");
+    }
 }

@@ -53,7 +53,8 @@ const KEYS: [&str; 3] = ["app/orders", "app/billing", "hook/app/orders/a"];
 
 /// Runs one random schedule: a network of random size and shape, random
 /// registrations, subscriptions, configuration writes, cuts, heals,
-/// crashes, restarts and pauses (some longer than the tombstone horizon),
+/// crashes, graceful leaves, restarts and pauses (some longer than the
+/// tombstone horizon and the reaping delay),
 /// with invariants checked at quiet moments and after a final heal.
 pub fn run_seed(seed: u64, cfg: &ScheduleConfig) -> Outcome {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -155,9 +156,13 @@ pub fn run_seed(seed: u64, cfg: &ScheduleConfig) -> Outcome {
                     net.heal(a, b);
                 }
             }
-            70..=73 => {
+            70..=72 => {
                 log.push(format!("crash {node}"));
                 net.crash(node);
+            }
+            73 => {
+                log.push(format!("leave {node}"));
+                net.leave(node);
             }
             74..=78 => {
                 log.push(format!("restart {node}"));
@@ -184,6 +189,7 @@ pub fn run_seed(seed: u64, cfg: &ScheduleConfig) -> Outcome {
     net.heal_all();
     net.settle();
     net.check();
+    net.check_catalogues();
     Outcome {
         seed,
         nodes: n,

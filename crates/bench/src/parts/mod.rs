@@ -3,6 +3,7 @@
 mod compare;
 mod consul;
 mod discovery;
+mod heal;
 mod health;
 mod latency;
 mod load;
@@ -18,6 +19,7 @@ use rarangi_sim::Topology;
 pub use compare::{etcd_side_by_side, serf_side_by_side};
 pub use consul::consul;
 pub use discovery::discovery;
+pub use heal::heal;
 pub use health::health;
 pub use latency::{propagation, withdrawal};
 pub use load::{churn, lookups};

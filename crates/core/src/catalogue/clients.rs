@@ -229,7 +229,7 @@ impl Catalogue {
                 ts: *ts,
             })
             .collect();
-        msgs.extend(self.topology.links().map(|(a, b)| Message::AddLink {
+        msgs.extend(self.live_links().map(|(a, b)| Message::AddLink {
             a: a.clone(),
             b: b.clone(),
             ts: self.link_ts(a, b),
@@ -245,7 +245,7 @@ impl Catalogue {
     pub(super) fn reachable_message(&self) -> Message {
         Message::Reachable {
             leader: self.topology.leader().clone(),
-            reachable: self.topology.reachable().iter().cloned().collect(),
+            reachable: self.live_reachable().cloned().collect(),
         }
     }
 

@@ -7,6 +7,7 @@
 
 mod admit;
 mod clients;
+mod depart;
 mod health;
 mod link;
 mod nesoi;
@@ -17,7 +18,7 @@ mod replicate;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use rarangi_proto::{nearest_first, Attrs, CatalogueUri, ErrorCode, Hlc, Message, ServiceUri, Ts};
+use rarangi_proto::{nearest_first, Attrs, CatalogueUri, Departure, ErrorCode, Hlc, Message, ServiceUri, Ts};
 use regex::Regex;
 
 use crate::config::Config;
@@ -98,8 +99,13 @@ pub struct Catalogue {
     own: BTreeMap<ServiceUri, OwnReg>,
     /// Watchdog checks of own registrations; critical ones are parked here.
     health: health::Watches,
-    /// Incarnation and cluster of every catalogue with a record.
+    /// Incarnation and cluster of every catalogue with a live record.
     catalogues: BTreeMap<CatalogueUri, (Ts, String)>,
+    /// Departed catalogues (their record is a LEFT tombstone): the
+    /// departure's version and why, until it is collected.
+    departed: BTreeMap<CatalogueUri, (Ts, Departure)>,
+    /// Known catalogues that are unreachable, since when (ms), for reaping.
+    unreachable_since: BTreeMap<CatalogueUri, u64>,
     /// Service records (live or deleted) held per owner, for its cap.
     services_held: HashMap<CatalogueUri, usize>,
     /// Effective links, reachable set, leader.
@@ -157,6 +163,8 @@ impl Catalogue {
             own: BTreeMap::new(),
             health: health::Watches::default(),
             catalogues: BTreeMap::new(),
+            departed: BTreeMap::new(),
+            unreachable_since: BTreeMap::new(),
             services_held: HashMap::new(),
             topology: Topology::new(cfg.uri.clone()),
             clusters: BTreeMap::from([(cfg.cluster.clone(), Arc::new(cfg.cluster.clone()))]),
@@ -301,6 +309,7 @@ impl Catalogue {
             Message::SubServ { regex } => self.subscribe(client, regex),
             Message::UnsubServ { regex } => self.unsubscribe(client, regex),
             Message::SubLink => self.follow_links(client),
+            Message::ForceLeave { catalogue } => self.force_leave(client, catalogue),
             Message::UnsubLink => {
                 if let Some(c) = self.clients.get_mut(&client) {
                     c.follows_links = false;
@@ -337,10 +346,12 @@ impl Catalogue {
     }
 
     /// Periodic housekeeping: collects tombstones past the horizon,
-    /// withdraws lapsed leases, and retries webhooks that are due.
+    /// withdraws lapsed leases, retries webhooks that are due, and reaps
+    /// catalogues unreachable for longer than `reap_after_ms`.
     pub fn tick(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
         self.expire_leases(now_ms);
+        self.reap(now_ms);
         self.hooks.note_change();
         let horizon = self.cfg.tombstone_horizon_ms;
         while let Some((ts, key)) = self.tombstones.first().cloned() {
@@ -355,6 +366,9 @@ impl Catalogue {
             let Some(item) = self.forget(&key) else { continue };
             match (key.class(), item.value) {
                 (Class::Volatile, _) => self.volatile_horizon.floor = self.volatile_horizon.floor.max(ts),
+                (Class::Catalogue, Value::Catalogue { uri, .. }) => {
+                    Self::collect_departure(&mut self.volatile_horizon, &mut self.departed, &uri, ts);
+                }
                 (Class::Config, Value::Key { key: name, .. }) => {
                     let name = String::from(name);
                     self.collected_keys.insert(name.clone(), ts);
@@ -456,11 +470,10 @@ impl Catalogue {
             .iter()
             .map(|(u, (_, c))| (u.clone(), c.clone()))
             .collect();
-        let links: BTreeSet<(CatalogueUri, CatalogueUri)> = self
-            .topology
-            .links()
-            .map(|(a, b)| (a.clone(), b.clone()))
-            .collect();
+        // A departed catalogue is gone from the view at once, even while
+        // its closing connection still counts in our own links.
+        let links: BTreeSet<(CatalogueUri, CatalogueUri)> =
+            self.live_links().map(|(a, b)| (a.clone(), b.clone())).collect();
         for (a, b) in &links {
             catalogues.entry(a.clone()).or_default();
             catalogues.entry(b.clone()).or_default();
@@ -469,9 +482,25 @@ impl Catalogue {
             me: self.cfg.uri.clone(),
             catalogues,
             links,
-            reachable: self.topology.reachable().clone(),
+            reachable: self.live_reachable().cloned().collect(),
             leader: self.topology.leader().clone(),
         }
+    }
+
+    /// Links in the topology between catalogues that have not departed.
+    fn live_links(&self) -> impl Iterator<Item = (&CatalogueUri, &CatalogueUri)> {
+        self.topology
+            .links()
+            .filter(|(a, b)| !self.departed.contains_key(*a) && !self.departed.contains_key(*b))
+    }
+
+    /// Reachable catalogues that have not departed (this one always: the
+    /// set is never empty).
+    fn live_reachable(&self) -> impl Iterator<Item = &CatalogueUri> {
+        self.topology
+            .reachable()
+            .iter()
+            .filter(|c| **c == self.cfg.uri || !self.departed.contains_key(*c))
     }
 
     /// The lowest reachable catalogue URI (sends webhooks).
@@ -515,23 +544,27 @@ impl Catalogue {
                 let keys = SortKey::services_of(owner).scan(&self.db).map(|(k, _)| k.clone());
                 self.dirty_services.extend(keys);
             }
+            // A departed catalogue is reported as left, not as lost.
+            let lost: Vec<CatalogueUri> = change
+                .lost
+                .iter()
+                .filter(|c| !self.departed.contains_key(*c))
+                .cloned()
+                .collect();
             let regained: Vec<CatalogueUri> = change
                 .regained
                 .iter()
                 .filter(|c| self.was_lost.remove(*c))
                 .cloned()
                 .collect();
-            self.was_lost.extend(change.lost.iter().cloned());
+            self.was_lost.extend(lost.iter().cloned());
             // Bounded by the catalogues known: drop those reclaimed.
             if self.was_lost.len() > self.catalogues.len() {
                 let known = &self.catalogues;
                 self.was_lost.retain(|c| known.contains_key(c));
             }
-            if !(change.lost.is_empty() && regained.is_empty()) {
-                self.notice(Notice::Reachability {
-                    lost: change.lost,
-                    regained,
-                });
+            if !(lost.is_empty() && regained.is_empty()) {
+                self.notice(Notice::Reachability { lost, regained });
             }
             if let Some(leader) = change.leader {
                 self.notice(Notice::Leader(leader));

@@ -21,6 +21,7 @@ impl Catalogue {
         let value = Value::Catalogue {
             uri,
             cluster: self.cfg.cluster.clone(),
+            left: None,
         };
         (key, value)
     }
@@ -105,10 +106,29 @@ impl Catalogue {
             self.tombstones.insert((item.ts, key.clone()));
         }
         match &item.value {
-            Value::Catalogue { uri, cluster } => {
-                let newer = self.catalogues.get(uri).is_none_or(|(ts, _)| item.ts > *ts);
+            Value::Catalogue { uri, cluster, left } => {
+                let held = self.catalogues.get(uri).map(|(ts, _)| *ts);
+                let newer = held
+                    .or(self.departed.get(uri).map(|d| d.0))
+                    .is_none_or(|ts| item.ts > ts);
                 if newer {
-                    self.catalogues.insert(uri.clone(), (item.ts, cluster.clone()));
+                    match left {
+                        None => {
+                            self.departed.remove(uri);
+                            self.catalogues.insert(uri.clone(), (item.ts, cluster.clone()));
+                        }
+                        Some(reason) => {
+                            self.catalogues.remove(uri);
+                            self.unreachable_since.remove(uri);
+                            self.departed.insert(uri.clone(), (item.ts, *reason));
+                            if *uri != self.cfg.uri {
+                                self.notice(Notice::Left {
+                                    catalogue: uri.clone(),
+                                    reason: *reason,
+                                });
+                            }
+                        }
+                    }
                     if *uri != self.cfg.uri {
                         self.purge_stale(uri, item.ts);
                     }
@@ -209,7 +229,12 @@ impl Catalogue {
         if *c == self.cfg.uri {
             return self.incarnation;
         }
-        self.catalogues.get(c).map_or(Ts(0), |(ts, _)| *ts)
+        // A departed catalogue's departure: what it held before is stale.
+        self.catalogues
+            .get(c)
+            .map(|r| r.0)
+            .or(self.departed.get(c).map(|d| d.0))
+            .unwrap_or(Ts(0))
     }
 
     /// A service or link version from before its owner's current incarnation.
@@ -289,6 +314,10 @@ impl Catalogue {
         if let Value::Catalogue { .. } = value {
             match ts.cmp(&self.incarnation) {
                 Ordering::Greater => self.reincarnate(),
+                // A departure minted elsewhere with our incarnation's very
+                // timestamp (two clocks can issue one value) wins the tie
+                // (delete over add): answer it with a newer incarnation.
+                Ordering::Equal if value.is_tombstone() => self.reincarnate(),
                 Ordering::Equal => {
                     if let Some(i) = self.db.get_mut(&key) {
                         i.mark_known(pid);
@@ -373,9 +402,11 @@ impl Catalogue {
                         detail: format!("{key}: {detail}"),
                     });
                 }
+                // Catalogue records too: one not held is either new, or
+                // the copy of a departed catalogue whose departure was
+                // collected (the collection noted it as seen).
                 let refused = match (&value, class) {
                     (Value::Key { key, .. }, _) => self.collected_keys.get(&**key).is_some_and(|&c| ts <= c),
-                    (_, Class::Catalogue) => false,
                     _ => self.volatile_horizon.refuses(&origin, ts),
                 };
                 if refused {
@@ -421,7 +452,13 @@ impl Catalogue {
                 origin: self.cfg.uri.clone(),
                 value: None,
             },
-            v @ Value::Catalogue { .. } => v,
+            // A stale incarnation is answered with a departure: if the
+            // catalogue is in fact alive, it starts a newer incarnation.
+            Value::Catalogue { uri, cluster, .. } => Value::Catalogue {
+                uri,
+                cluster,
+                left: Some(rarangi_proto::Departure::Reaped),
+            },
         }
     }
 }

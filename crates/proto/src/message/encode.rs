@@ -126,6 +126,18 @@ impl Message {
                     w.field(c.as_str());
                 }
             }
+            Message::Left {
+                catalogue,
+                cluster,
+                ts,
+                reason,
+            } => {
+                w.field(catalogue.as_str());
+                w.field(cluster);
+                w.ts(*ts);
+                w.field(reason.as_str());
+            }
+            Message::ForceLeave { catalogue } => w.field(catalogue.as_str()),
         }
     }
 }

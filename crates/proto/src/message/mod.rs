@@ -170,6 +170,55 @@ pub enum Message {
         /// in URI order.
         reachable: Vec<CatalogueUri>,
     },
+    /// `20 LEFT catalogue cluster ts reason`: the catalogue is gone from
+    /// the network (a departed incarnation record, newer than the one it
+    /// replaces): drop it, its links and its services.
+    Left {
+        /// The catalogue that departed.
+        catalogue: CatalogueUri,
+        /// Its cluster.
+        cluster: String,
+        /// The departure's version, newer than the incarnation it ends.
+        ts: Ts,
+        /// Why it departed.
+        reason: Departure,
+    },
+    /// `21 FORCE_LEAVE catalogue`: a client asks its catalogue to remove an
+    /// unreachable catalogue now rather than after `--reap-after`; echoed
+    /// back when done.
+    ForceLeave {
+        /// The catalogue to remove.
+        catalogue: CatalogueUri,
+    },
+}
+
+/// Why a catalogue departed (the `reason` field of LEFT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Departure {
+    /// It stopped gracefully and said so itself.
+    Left,
+    /// It was unreachable for longer than `--reap-after`.
+    Reaped,
+    /// An operator removed it (`rarangi force-leave`).
+    Forced,
+}
+
+impl Departure {
+    /// The wire word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Departure::Left => "left",
+            Departure::Reaped => "reaped",
+            Departure::Forced => "forced",
+        }
+    }
+
+    /// Parses the wire word.
+    pub fn from_wire(s: &str) -> Option<Self> {
+        [Departure::Left, Departure::Reaped, Departure::Forced]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+    }
 }
 
 /// The kind of a message: its numeric code and keyword.
@@ -196,9 +245,11 @@ pub enum MessageKind {
     SyncPull = 17,
     SyncMark = 18,
     Reachable = 19,
+    Left = 20,
+    ForceLeave = 21,
 }
 
-const KINDS: [(MessageKind, &str); 20] = [
+const KINDS: [(MessageKind, &str); 22] = [
     (MessageKind::Welcome, "WELCOME"),
     (MessageKind::Heartbeat, "HEARTBEAT"),
     (MessageKind::Error, "ERROR"),
@@ -219,6 +270,8 @@ const KINDS: [(MessageKind, &str); 20] = [
     (MessageKind::SyncPull, "SYNC_PULL"),
     (MessageKind::SyncMark, "SYNC_MARK"),
     (MessageKind::Reachable, "REACHABLE"),
+    (MessageKind::Left, "LEFT"),
+    (MessageKind::ForceLeave, "FORCE_LEAVE"),
 ];
 
 impl MessageKind {
@@ -272,6 +325,8 @@ impl Message {
             Message::SyncPull { .. } => K::SyncPull,
             Message::SyncMark { .. } => K::SyncMark,
             Message::Reachable { .. } => K::Reachable,
+            Message::Left { .. } => K::Left,
+            Message::ForceLeave { .. } => K::ForceLeave,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Reading one line into a message.
 
-use super::{Bound, Message, MessageKind};
+use super::{Bound, Departure, Message, MessageKind};
 use crate::encoding::decode_field;
 use crate::error::{ErrorCode, ParseError};
 use crate::names::{validate_cluster, validate_environment, validate_key};
@@ -244,6 +244,19 @@ impl<'a> FieldReader<'a> {
                 }
                 Message::Reachable { leader, reachable }
             }
+            K::Left => Message::Left {
+                catalogue: self.catalogue("catalogue-uri")?,
+                cluster: self.cluster()?,
+                ts: self.ts()?,
+                reason: {
+                    let raw = self.raw("reason")?;
+                    Departure::from_wire(raw)
+                        .ok_or_else(|| self.err(format_args!("<reason> must be left, reaped or forced")))?
+                },
+            },
+            K::ForceLeave => Message::ForceLeave {
+                catalogue: self.catalogue("catalogue-uri")?,
+            },
         })
     }
 

@@ -94,3 +94,22 @@ fn reachable_lists_the_leader_then_the_set() {
     let e = parse_line(b"19 x-tvnetcs://a:1/").unwrap_err();
     assert!(e.text.contains("missing field <catalogue-uri>"), "{}", e.text);
 }
+
+#[test]
+fn departures_parse() {
+    let m = parse_line(b"LEFT x-tvnetcs://h1:4760/ eu 42 left").unwrap();
+    assert_eq!(
+        m,
+        Message::Left {
+            catalogue: cat("h1:4760"),
+            cluster: "eu".into(),
+            ts: Ts(42),
+            reason: Departure::Left
+        }
+    );
+    assert_eq!(m.encode(), "20 x-tvnetcs://h1:4760/ eu 42 left");
+    let e = parse_line(b"20 x-tvnetcs://h1:4760/ eu 42 gone").unwrap_err();
+    assert!(e.text.contains("<reason>"), "{}", e.text);
+    let m = parse_line(b"force_leave x-tvnetcs://h1:4760/").unwrap();
+    assert_eq!(m.encode(), "21 x-tvnetcs://h1:4760/");
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use rarangi_core::{Notice, Output, PersistOp};
-use rarangi_proto::{Attrs, Message};
+use rarangi_proto::{Attrs, Departure, Message};
 
 use super::changes::{instance_path, key_path};
 use super::view::Instance;
@@ -271,6 +271,20 @@ fn log_notice(n: &Notice) {
                 tracing::info!(reachable = %names.join(" "), "catalogues reachable again");
             }
         }
+        Notice::Left { catalogue, reason } => match reason {
+            Departure::Left => tracing::info!(
+                catalogue = %catalogue,
+                "catalogue left: it stopped gracefully; dropped from the topology, its services are withdrawn"
+            ),
+            Departure::Reaped => tracing::warn!(
+                catalogue = %catalogue,
+                "catalogue reaped: unreachable for longer than --reap-after; removed from the topology with its links and services"
+            ),
+            Departure::Forced => tracing::warn!(
+                catalogue = %catalogue,
+                "catalogue removed by force-leave; dropped from the topology with its links and services"
+            ),
+        },
         Notice::Leader(l) => tracing::info!(leader = %l, "leader changed"),
         Notice::PeerProtocol { peer, detail } => {
             tracing::warn!(peer = %peer, detail, "protocol problem on link")

@@ -336,6 +336,7 @@ impl Driver {
             }
             Event::ClientLine { conn, msg } => {
                 if self.clients.contains_key(&conn) {
+                    self.topology_dirty |= matches!(msg, Message::ForceLeave { .. });
                     self.core.client_message(now, ClientId(conn), msg);
                 }
             }
@@ -548,6 +549,8 @@ impl Driver {
         for service in leased {
             self.core.unlease(now, &service);
         }
+        // A planned stop is not a partition: the peers drop us at once.
+        self.core.leave(now);
         let _ = self.dispatch();
         for (_, h) in self.clients.drain() {
             h.close.cancel();

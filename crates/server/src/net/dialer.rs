@@ -14,19 +14,30 @@ use tokio_util::sync::CancellationToken;
 use super::connection::{lines, read_line, run_peer, Read};
 use crate::Shared;
 
-/// A link that stayed up this long resets the back-off.
-const STABLE_LINK: Duration = Duration::from_secs(30);
+/// A link that stayed up this long was working: when it goes down, the
+/// next tries come quickly (a short cut heals within about a second).
+/// Shorter-lived links (a duplicate closed by the tie-break, a peer that
+/// drops us at once) keep backing off.
+const WORKING_LINK: Duration = Duration::from_secs(3);
+
+/// A TCP connect that takes longer has failed (a cut network drops SYNs;
+/// a long wait here is a long heal).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The TLS handshake, then the acceptor's WELCOME, must each arrive within
+/// this time.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a dial attempt failed (retried with back-off).
 #[derive(Debug, thiserror::Error)]
 enum DialError {
     #[error("cannot connect")]
     Connect(#[source] std::io::Error),
-    #[error("connect timed out after 10 s")]
+    #[error("connect timed out after {} s", CONNECT_TIMEOUT.as_secs())]
     ConnectTimeout,
     #[error("closed before the handshake ended")]
     Closed,
-    #[error("no WELCOME within 10 s")]
+    #[error("no WELCOME within {} s", HANDSHAKE_TIMEOUT.as_secs())]
     NoWelcome,
     #[error("bad WELCOME")]
     BadWelcome(#[source] ParseError),
@@ -71,8 +82,8 @@ pub(crate) async fn dial_loop(
             DialOutcome::Ended(peer) => {
                 expected = Some(peer);
                 failures = 0;
-                if started.elapsed() > STABLE_LINK {
-                    backoff.reset();
+                if started.elapsed() > WORKING_LINK {
+                    backoff.link_lost();
                 }
             }
             DialOutcome::Failed(why) => {
@@ -119,7 +130,7 @@ pub(crate) async fn dial_loop(
 
 /// Dials a peer and runs the link while it lasts. Returns how it ended.
 async fn dial(addr: &str, expected: Option<&CatalogueUri>, shared: Arc<Shared>) -> DialOutcome {
-    let connect = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(addr)).await;
+    let connect = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await;
     let stream = match connect {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return DialOutcome::Failed(DialError::Connect(e)),
@@ -130,7 +141,7 @@ async fn dial(addr: &str, expected: Option<&CatalogueUri>, shared: Arc<Shared>) 
         return handshake(stream, None, expected, shared).await;
     };
     let host = super::tls::host_of(addr).to_owned();
-    let stream = match tokio::time::timeout(Duration::from_secs(10), tls.connect(&host, stream)).await {
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.connect(&host, stream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return DialOutcome::Failed(DialError::Tls(e)),
         Err(_) => return DialOutcome::Failed(DialError::Tls(std::io::ErrorKind::TimedOut.into())),
@@ -158,7 +169,7 @@ where
 {
     let (r, mut w) = tokio::io::split(stream);
     let mut lines = lines(r, shared.settings.max_line);
-    let first = match tokio::time::timeout(Duration::from_secs(10), read_line(&mut lines)).await {
+    let first = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_line(&mut lines)).await {
         Ok(Read::Line(parsed)) => parsed,
         Ok(_) => return DialOutcome::Failed(DialError::Closed),
         Err(_) => return DialOutcome::Failed(DialError::NoWelcome),

@@ -35,6 +35,8 @@ pub struct NetConfig {
     pub max_delay_ms: u64,
     /// Largest time before a cut link is noticed (dead-after).
     pub detect_ms: u64,
+    /// Catalogues unreachable this long are reaped.
+    pub reap_after_ms: u64,
     /// Wall clocks differ by up to this much either way.
     pub max_clock_offset_ms: u64,
 }
@@ -45,6 +47,10 @@ impl Default for NetConfig {
             horizon_ms: 20_000,
             max_delay_ms: 30,
             detect_ms: 5_000,
+            // Longer than the horizon: some pauses reap crashed or
+            // partitioned catalogues, which then come back as new
+            // incarnations.
+            reap_after_ms: 45_000,
             max_clock_offset_ms: 5_000,
         }
     }
@@ -185,6 +191,41 @@ impl Net {
     pub fn crash(&mut self, i: NodeId) {
         if self.wire.crash(i) {
             self.clients.drop_node(i);
+        }
+    }
+
+    /// Stops a catalogue gracefully: it announces that it leaves, its
+    /// lines are delivered, then its connections close as in a crash.
+    pub fn leave(&mut self, i: NodeId) {
+        self.input(i, |core, wall| core.leave(wall));
+        let by = self.wire.delivered_by(i);
+        self.run_until(by);
+        self.crash(i);
+    }
+
+    /// After a final heal: every catalogue knows exactly the catalogues of
+    /// its component (those that left or were reaped came back as new
+    /// incarnations; none is left over).
+    pub fn check_catalogues(&mut self) {
+        let at = self.elapsed_ms();
+        for i in 0..self.len() {
+            let Some(core) = self.core(i) else { continue };
+            let known: BTreeSet<CatalogueUri> = core.topology().catalogues.into_keys().collect();
+            let want: BTreeSet<CatalogueUri> = self
+                .components()
+                .into_iter()
+                .find(|c| c.contains(&i))
+                .into_iter()
+                .flatten()
+                .map(|j| self.uri(j).clone())
+                .collect();
+            if known != want {
+                self.oracle.record(
+                    Invariant::Convergence,
+                    at,
+                    format!("node {i} knows catalogues {known:?}, want {want:?}"),
+                );
+            }
         }
     }
 

@@ -150,6 +150,7 @@ impl Transport {
         let n = &self.nodes[i];
         let mut cfg = Config::new(n.uri.clone(), n.cluster.clone(), n.env.clone());
         cfg.tombstone_horizon_ms = self.cfg.horizon_ms;
+        cfg.reap_after_ms = self.cfg.reap_after_ms;
         let core = Catalogue::new(cfg, n.durable.clone(), n.clock_floor, self.wall(i));
         self.nodes[i].core = Some(core);
     }
@@ -233,6 +234,17 @@ impl Transport {
         let at = (self.now + delay).max(*tail);
         *tail = at;
         self.schedule(at, ev);
+    }
+
+    /// When every line `from` has sent so far will have arrived.
+    pub(super) fn delivered_by(&self, from: NodeId) -> u64 {
+        self.tail
+            .iter()
+            .filter(|((f, _), _)| *f == from)
+            .map(|(_, at)| *at)
+            .max()
+            .unwrap_or(self.now)
+            .max(self.now)
     }
 
     /// Puts a message from `from` on its live connection to `peer`.

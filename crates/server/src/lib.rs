@@ -15,6 +15,7 @@
 
 mod access;
 mod clock;
+mod discovery;
 mod driver;
 pub mod http;
 mod net;
@@ -250,6 +251,13 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     for addr in settings.peers.clone() {
         tokio::spawn(net::dial_loop(addr, shared.clone(), shutdown.clone()));
     }
+    #[cfg(feature = "k8s")]
+    {
+        let (tx, rx) = watch::channel(std::collections::BTreeSet::new());
+        if discovery::k8s::spawn_if_configured(&settings, tx, shutdown.clone()).is_some() {
+            tokio::spawn(dial_discovered(rx, shared.clone(), shutdown.clone()));
+        }
+    }
 
     let outcome = driver_outcome(driver_task.await);
     if let Err(e) = &outcome {
@@ -270,6 +278,44 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     let _ = tokio::time::timeout(Duration::from_secs(2), done_rx.recv()).await;
     tracing::info!("stopped");
     outcome
+}
+
+/// Dials each discovered address while it is listed (one dial loop per
+/// address; one that leaves the list is not redialled). Interim wiring
+/// until the discovery framework merges every source for the dialer.
+#[cfg(feature = "k8s")]
+async fn dial_discovered(
+    mut found: watch::Receiver<std::collections::BTreeSet<std::net::SocketAddr>>,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    let mut dialing = std::collections::BTreeMap::<std::net::SocketAddr, CancellationToken>::new();
+    loop {
+        let now = found.borrow_and_update().clone();
+        dialing.retain(|addr, retire| {
+            let keep = now.contains(addr);
+            if !keep {
+                retire.cancel();
+            }
+            keep
+        });
+        for addr in now {
+            dialing.entry(addr).or_insert_with(|| {
+                let retire = CancellationToken::new();
+                tokio::spawn(net::dial_until(
+                    addr.to_string(),
+                    shared.clone(),
+                    stop.clone(),
+                    retire.clone(),
+                ));
+                retire
+            });
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = found.changed() => if changed.is_err() { return },
+        }
+    }
 }
 
 /// Re-reads the TLS files on SIGHUP: new handshakes use them, links up

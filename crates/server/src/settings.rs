@@ -14,6 +14,9 @@ use serde::Deserialize;
 
 use crate::http::auth::{check_exposure, TokenFile, TokenFileError};
 
+mod k8s;
+pub use k8s::{K8sConfig, K8sPort, SERVICE_ACCOUNT_NAMESPACE};
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -273,6 +276,21 @@ pub struct ServeArgs {
     /// the system's roots.
     #[arg(long, env = "RARANGI_HOOK_CA", value_name = "FILE")]
     pub hook_ca: Option<PathBuf>,
+    /// Find peer catalogues in Kubernetes: the endpoints (ready or not) of
+    /// this headless Service, from its EndpointSlices, watched through the
+    /// API server (in-cluster service account, or KUBECONFIG). Needs a
+    /// build with the `k8s` feature.
+    #[arg(long, env = "RARANGI_DISCOVER_K8S", value_name = "SERVICE")]
+    pub discover_k8s: Option<String>,
+    /// Namespace of the --discover-k8s Service. [default: the service
+    /// account's namespace, else "default"]
+    #[arg(long, env = "RARANGI_K8S_NAMESPACE", value_name = "NS")]
+    pub k8s_namespace: Option<String>,
+    /// Port dialled on each --discover-k8s endpoint: a port name of the
+    /// Service (as its EndpointSlices list it) or a number. [default: the
+    /// well-known line-protocol port of this side, else the --listen port]
+    #[arg(long, env = "RARANGI_K8S_PORT", value_name = "NAME|NUMBER")]
+    pub k8s_port: Option<String>,
 }
 
 /// A setting that cannot be used, with what to do about it.
@@ -383,6 +401,8 @@ pub struct Settings {
     pub hook_allow: Vec<IpNet>,
     /// Extra CA certificates for https webhook endpoints.
     pub hook_ca: Option<PathBuf>,
+    /// Kubernetes discovery, when `--discover-k8s` is given.
+    pub discover_k8s: Option<K8sConfig>,
 }
 
 /// The certificate files of a catalogue with TLS on.
@@ -523,6 +543,9 @@ impl ServeArgs {
             http_insecure: self.http_insecure || file.http_insecure,
             hook_allow: list(self.hook_allow, file.hook_allow),
             hook_ca: self.hook_ca.or(file.hook_ca),
+            discover_k8s: self.discover_k8s.or(file.discover_k8s),
+            k8s_namespace: self.k8s_namespace.or(file.k8s_namespace),
+            k8s_port: self.k8s_port.or(file.k8s_port),
         }
     }
 
@@ -592,6 +615,13 @@ impl ServeArgs {
         if let Some(addr) = http {
             check_exposure(addr, http_tokens.is_some(), self.http_insecure).map_err(ConfigError::Invalid)?;
         }
+        let discover_k8s = k8s::resolve(
+            self.discover_k8s,
+            self.k8s_namespace,
+            self.k8s_port,
+            wellknown::line_port(&env, side).unwrap_or(listen.port()),
+            std::path::Path::new(SERVICE_ACCOUNT_NAMESPACE),
+        )?;
         Ok(Settings {
             env,
             side,
@@ -661,6 +691,7 @@ impl ServeArgs {
             http_insecure: self.http_insecure,
             hook_allow,
             hook_ca: self.hook_ca,
+            discover_k8s,
         })
     }
 }

@@ -39,10 +39,26 @@ enum DialError {
 
 /// Keeps a configured peer linked: dial, run, back off, repeat.
 pub(crate) async fn dial_loop(addr: String, shared: Arc<Shared>, stop: CancellationToken) {
+    dial_until(addr, shared, stop, CancellationToken::new()).await;
+}
+
+/// As [`dial_loop`] until `retire` is cancelled (a discovered address that
+/// is no longer listed): a link already up runs until it ends, then the
+/// address is not dialled again.
+pub(crate) async fn dial_until(
+    addr: String,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    retire: CancellationToken,
+) {
     let mut backoff = Backoff::links();
     let mut expected: Option<CatalogueUri> = None;
     let mut failures = 0u32;
     loop {
+        if retire.is_cancelled() {
+            tracing::info!(peer = %addr, "no longer discovered; not dialing it again");
+            return;
+        }
         let started = crate::clock::instant();
         let outcome = tokio::select! {
             _ = stop.cancelled() => return,
@@ -83,6 +99,7 @@ pub(crate) async fn dial_loop(addr: String, shared: Arc<Shared>, stop: Cancellat
         let delay = backoff.next_delay(rand::random());
         tokio::select! {
             _ = stop.cancelled() => return,
+            _ = retire.cancelled() => {}
             _ = tokio::time::sleep(delay) => {}
         }
     }

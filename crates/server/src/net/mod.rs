@@ -13,6 +13,8 @@ mod tls;
 use std::net::SocketAddr;
 
 pub(crate) use dialer::dial_loop;
+#[cfg(feature = "k8s")]
+pub(crate) use dialer::dial_until;
 pub(crate) use limits::{raise_nofile, Gate, Refusal};
 pub(crate) use listener::{accept_loop, bind_unix, AcceptErrors, Listener};
 pub(crate) use queue::Handle;

@@ -14,25 +14,25 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 /// The one namespace served.
-pub const NAMESPACE: &str = "catalogues";
+pub(crate) const NAMESPACE: &str = "catalogues";
 /// The label selector the catalogue must send (percent-decoded).
-pub const SELECTOR: &str = "kubernetes.io/service-name=rarangi";
+pub(crate) const SELECTOR: &str = "kubernetes.io/service-name=rarangi";
 /// Longest request head read.
 const MAX_HEAD: usize = 16 * 1024;
 
 /// What the server answered so far.
 #[derive(Debug, Default, Clone)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Lists answered.
-    pub lists: usize,
+    pub(crate) lists: usize,
     /// Watches started.
-    pub watches: usize,
+    pub(crate) watches: usize,
     /// Watches answered with 410 Gone.
-    pub gone: usize,
+    pub(crate) gone: usize,
     /// Requests refused with 401 (wrong or missing token).
-    pub unauthorized: usize,
+    pub(crate) unauthorized: usize,
     /// Requests accepted, by token.
-    pub accepted: BTreeMap<String, usize>,
+    pub(crate) accepted: BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Default)]
@@ -48,9 +48,9 @@ struct State {
 }
 
 /// The running stand-in; its task ends with the test's runtime.
-pub struct ApiServer {
+pub(crate) struct ApiServer {
     /// `https://127.0.0.1:PORT`.
-    pub url: String,
+    pub(crate) url: String,
     state: Arc<Mutex<State>>,
     /// Bumped to wake watches (a change) or, with `ends`, to end them.
     wake: watch::Sender<u64>,
@@ -60,7 +60,7 @@ pub struct ApiServer {
 impl ApiServer {
     /// Serves on a fresh loopback port with this certificate (`acceptor`),
     /// accepting `token`.
-    pub async fn start(acceptor: TlsAcceptor, token: &str) -> ApiServer {
+    pub(crate) async fn start(acceptor: TlsAcceptor, token: &str) -> ApiServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());
         let state = Arc::new(Mutex::new(State {
@@ -97,7 +97,7 @@ impl ApiServer {
 
     /// Creates or replaces slice `name` listing `ips` on the port named
     /// "line" = `port` (ADDED or MODIFIED).
-    pub fn put_slice(&self, name: &str, ips: &[&str], port: u16) {
+    pub(crate) fn put_slice(&self, name: &str, ips: &[&str], port: u16) {
         let mut s = self.state.lock().unwrap();
         s.rv += 1;
         let endpoints: Vec<Value> = ips
@@ -132,7 +132,7 @@ impl ApiServer {
     }
 
     /// Deletes slice `name` (DELETED).
-    pub fn delete_slice(&self, name: &str) {
+    pub(crate) fn delete_slice(&self, name: &str) {
         let mut s = self.state.lock().unwrap();
         let mut slice = s.slices.remove(name).expect("a slice to delete");
         s.rv += 1;
@@ -147,7 +147,7 @@ impl ApiServer {
     /// watch: a watch resumed from an older resourceVersion gets 410 Gone
     /// and the client must list again. `then` changes the slices after
     /// the compaction, so only a relist shows that change.
-    pub fn compact_then(&self, then: impl FnOnce(&ApiServer)) {
+    pub(crate) fn compact_then(&self, then: impl FnOnce(&ApiServer)) {
         {
             let mut s = self.state.lock().unwrap();
             s.rv += 1;
@@ -160,13 +160,13 @@ impl ApiServer {
 
     /// Accepts only `token` from now on, and ends every watch (each was
     /// authorised with the old one).
-    pub fn rotate_token(&self, token: &str) {
+    pub(crate) fn rotate_token(&self, token: &str) {
         self.state.lock().unwrap().token = token.to_owned();
         self.ends.send_modify(|n| *n += 1);
     }
 
     /// What the server answered so far.
-    pub fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         self.state.lock().unwrap().stats.clone()
     }
 }
@@ -201,15 +201,20 @@ async fn serve<S>(
         .map(|(k, v)| (k.to_owned(), percent_decode(v)))
         .collect();
     let wanted = format!("/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices");
-    {
+    let authorized = {
         let mut s = state.lock().unwrap();
-        if token.as_deref() != Some(s.token.as_str()) {
+        let ok = token.as_deref() == Some(s.token.as_str());
+        if ok {
+            let accepted = s.token.clone();
+            *s.stats.accepted.entry(accepted).or_default() += 1;
+        } else {
             s.stats.unauthorized += 1;
-            drop(s);
-            let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Unauthorized", "reason": "Unauthorized", "code": 401});
-            return answer(&mut io, "401 Unauthorized", &status).await;
         }
-        *s.stats.accepted.entry(s.token.clone()).or_default() += 1;
+        ok
+    };
+    if !authorized {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Unauthorized", "reason": "Unauthorized", "code": 401});
+        return answer(&mut io, "401 Unauthorized", &status).await;
     }
     if path != wanted || query.get("labelSelector").map(String::as_str) != Some(SELECTOR) {
         let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": format!("not served here: {target}"), "reason": "NotFound", "code": 404});

@@ -14,6 +14,9 @@ use serde::Deserialize;
 
 use crate::http::auth::{check_exposure, TokenFile, TokenFileError};
 
+mod k8s;
+pub use k8s::{K8sConfig, K8sPort, SERVICE_ACCOUNT_NAMESPACE};
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -355,6 +358,21 @@ pub struct ServeArgs {
     /// How long a flapping instance is held critical. [default: 60000]
     #[arg(long, env = "RARANGI_CHECK_HOLD_DOWN_MS", value_name = "MS")]
     pub check_hold_down_ms: Option<u64>,
+    /// Find peer catalogues in Kubernetes: the endpoints (ready or not) of
+    /// this headless Service, from its EndpointSlices, watched through the
+    /// API server (in-cluster service account, or KUBECONFIG). Needs a
+    /// build with the `k8s` feature.
+    #[arg(long, env = "RARANGI_DISCOVER_K8S", value_name = "SERVICE")]
+    pub discover_k8s: Option<String>,
+    /// Namespace of the --discover-k8s Service. [default: the service
+    /// account's namespace, else "default"]
+    #[arg(long, env = "RARANGI_K8S_NAMESPACE", value_name = "NS")]
+    pub k8s_namespace: Option<String>,
+    /// Port dialled on each --discover-k8s endpoint: a port name of the
+    /// Service (as its EndpointSlices list it) or a number. [default: the
+    /// well-known line-protocol port of this side, else the --listen port]
+    #[arg(long, env = "RARANGI_K8S_PORT", value_name = "NAME|NUMBER")]
+    pub k8s_port: Option<String>,
 }
 
 /// A setting that cannot be used, with what to do about it.
@@ -478,6 +496,8 @@ pub struct Settings {
     pub probe_concurrency: usize,
     /// Flap damping of watchdog checks.
     pub flap: rarangi_core::Flap,
+    /// Kubernetes discovery, when `--discover-k8s` is given.
+    pub discover_k8s: Option<K8sConfig>,
 }
 
 /// The certificate files of a catalogue with TLS on.
@@ -631,6 +651,9 @@ impl ServeArgs {
             check_flap_limit: self.check_flap_limit.or(file.check_flap_limit),
             check_flap_window_ms: self.check_flap_window_ms.or(file.check_flap_window_ms),
             check_hold_down_ms: self.check_hold_down_ms.or(file.check_hold_down_ms),
+            discover_k8s: self.discover_k8s.or(file.discover_k8s),
+            k8s_namespace: self.k8s_namespace.or(file.k8s_namespace),
+            k8s_port: self.k8s_port.or(file.k8s_port),
         }
     }
 
@@ -726,6 +749,13 @@ impl ServeArgs {
             // and scripts simple there (Consul's `http` beside `https`).
             HttpTls::Auto => tls.is_some() && http.is_some_and(crate::http::auth::exposed),
         };
+        let discover_k8s = k8s::resolve(
+            self.discover_k8s,
+            self.k8s_namespace,
+            self.k8s_port,
+            wellknown::line_port(&env, side).unwrap_or(listen.port()),
+            std::path::Path::new(SERVICE_ACCOUNT_NAMESPACE),
+        )?;
         Ok(Settings {
             env,
             side,
@@ -808,6 +838,7 @@ impl ServeArgs {
                     hold_down_ms: self.check_hold_down_ms.unwrap_or(d.hold_down_ms),
                 }
             },
+            discover_k8s,
         })
     }
 }

@@ -10,8 +10,8 @@
 pub mod beacon;
 mod config;
 pub mod dns;
-// `k8s.rs` is written by the Kubernetes work; at merge, declare it here:
-// `#[cfg(feature = "k8s")] pub mod k8s;` (rustfmt needs the file to exist).
+#[cfg(feature = "k8s")]
+pub(crate) mod k8s;
 mod merger;
 
 use std::collections::BTreeSet;
@@ -83,16 +83,11 @@ pub(crate) async fn start(shared: Arc<Shared>, stop: CancellationToken) -> Resul
         sources.push(("beacon", rx));
     }
     #[cfg(feature = "k8s")]
-    if shared.settings.discover_k8s.is_some() {
+    {
         let (tx, rx) = watch::channel(Candidates::new());
-        let cfg = k8s::K8sConfig::from_settings(&shared.settings);
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            if let Err(e) = k8s::run(cfg, tx, stop).await {
-                tracing::error!(error = %crate::error_chain(&e), "Kubernetes discovery stopped");
-            }
-        });
-        sources.push(("k8s", rx));
+        if k8s::spawn_if_configured(&shared.settings, tx, stop.clone()).is_some() {
+            sources.push(("k8s", rx));
+        }
     }
     let merger = merger::Merger::new(shared.clone(), sources, stop);
     tokio::spawn(merger.run());

@@ -13,6 +13,7 @@ mod events;
 mod hooks;
 mod srv;
 mod topology;
+mod ui;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -68,6 +69,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/srv/{name}/web-hooks/{hook}"),
     ("get", "/v1/topology"),
     ("get", "/v1/events"),
+    ("get", "/ui"),
+    ("get", "/ui/"),
+    ("get", "/ui/app.js"),
+    ("get", "/ui/style.css"),
 ];
 
 /// Longest blocking query (`wait=`); longer asks are refused.
@@ -308,7 +313,7 @@ fn refuse(stream: tokio::net::TcpStream, status: &str, why: &str) {
 }
 
 fn router(state: Api) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/app", get(list_apps))
         .route(
             "/app/{name}",
@@ -344,8 +349,9 @@ fn router(state: Api) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             auth::Auth::start(&state.shared.settings),
             auth::check,
-        ))
-        .with_state(state)
+        ));
+    // The UI's static files, after the gate: they hold no data (ui.rs).
+    ui::routes(router).with_state(state)
 }
 
 /// Path segments: `[0-9a-zA-Z.\-_]+`.

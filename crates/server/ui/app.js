@@ -243,7 +243,7 @@ async function loadTopology() {
   renderTopology();
 }
 
-const short = (uri) => uri.replace(/^[a-z0-9+.-]+:\/\//i, '');
+const short = (uri) => uri.replace(/^[a-z0-9+.-]+:\/\//i, '').replace(/\/$/, '');
 
 function svg(tag, attrs, text) {
   const e = document.createElementNS(SVG, tag);
@@ -450,7 +450,7 @@ $('hook-form').addEventListener('submit', (e) => {
 
 function showTab() {
   const tab = (location.hash || '#services').slice(1);
-  for (const s of document.querySelectorAll('.tab')) s.hidden = s.id !== tab;
+  for (const s of document.querySelectorAll('.tab')) s.hidden = s.id !== 'tab-' + tab;
   for (const a of document.querySelectorAll('nav a')) a.classList.toggle('current', a.dataset.tab === tab);
   if (tab === 'topology') loadTopology().catch(() => {});
 }

@@ -39,8 +39,14 @@ pub(super) fn routes<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Rou
     router
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
         .route("/ui/", get(|h: HeaderMap| async move { serve(&INDEX, &h) }))
-        .route("/ui/app.js", get(|h: HeaderMap| async move { serve(&SCRIPT, &h) }))
-        .route("/ui/style.css", get(|h: HeaderMap| async move { serve(&STYLE, &h) }))
+        .route(
+            "/ui/app.js",
+            get(|h: HeaderMap| async move { serve(&SCRIPT, &h) }),
+        )
+        .route(
+            "/ui/style.css",
+            get(|h: HeaderMap| async move { serve(&STYLE, &h) }),
+        )
 }
 
 /// The file, or 304 when the browser's copy is current. `no-cache` makes
@@ -61,7 +67,10 @@ fn serve(asset: &Asset, request: &HeaderMap) -> Response {
     h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("ASCII tag"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     r
 }

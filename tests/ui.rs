@@ -5,6 +5,7 @@
 //! Skips with a message when chromium is not installed (.ci/run installs
 //! it). With `RARANGI_UI_SCREENSHOTS=1` it refreshes docs/ui-*.png.
 
+#[allow(unused_imports)] // not every harness re-export is used here
 mod common;
 
 use std::path::{Path, PathBuf};

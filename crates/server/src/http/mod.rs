@@ -14,6 +14,7 @@ mod events;
 mod hooks;
 mod srv;
 mod topology;
+mod ui;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -83,6 +84,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/health/service/{name}"),
     ("get", "/v1/status/leader"),
     ("get", "/v1/status/peers"),
+    ("get", "/ui"),
+    ("get", "/ui/"),
+    ("get", "/ui/app.js"),
+    ("get", "/ui/style.css"),
 ];
 
 /// Longest blocking query (`wait=`); longer asks are refused.
@@ -326,7 +331,7 @@ fn refuse(stream: tokio::net::TcpStream, status: &str, why: &str) {
 }
 
 fn router(state: Api) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/app", get(list_apps))
         .route(
             "/app/{name}",
@@ -363,7 +368,9 @@ fn router(state: Api) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             auth::Auth::start(&state.shared.settings),
             auth::check,
-        ))
+        ));
+    // The UI's static files, after the gate: they hold no data (ui.rs).
+    ui::routes(router)
         // Outermost: refusals by the token check are logged too.
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)

@@ -6,18 +6,20 @@
 //! - `driver/`: the one task that owns the core: events in, outputs out,
 //!   and the read model it publishes after each batch;
 //! - `http/`: the HTTP API, one file per resource family;
+//! - `dns/`: the DNS server (A, AAAA, SRV from the read model);
 //! - `webhook.rs`: outbound webhook delivery;
 //! - `store.rs`, `settings.rs`, `clock.rs`.
 //!
-//! Later: `dns/`, `discovery/`, `health/` beside these.
+//! Later: `discovery/`, `health/` beside these.
 
 #![forbid(unsafe_code)]
 
 mod access;
 mod clock;
+pub mod dns;
 mod driver;
-mod model;
 pub mod http;
+mod model;
 mod net;
 pub mod settings;
 pub mod store;
@@ -229,6 +231,18 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         }
         None => None,
     };
+    let dns_sockets = match &settings.dns {
+        Some(dns) => Some(
+            dns::Sockets::bind(dns.addr)
+                .await
+                .map_err(|source| ServeError::Listen {
+                    addr: dns.addr,
+                    hint: "for DNS (UDP and TCP); use --dns HOST:PORT, or --dns off",
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let driver = Driver::new(core, store, shared.clone(), view_tx);
     let driver_task = tokio::spawn(driver.run(events_rx, shutdown.clone()));
 
@@ -248,6 +262,15 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         tracing::info!(http = %settings.http.expect("set"), "HTTP API listening");
         tokio::spawn(http::serve(l, shared.clone(), shutdown.clone()))
     });
+    let dns_task = match (dns_sockets, &settings.dns) {
+        (Some(sockets), Some(dns)) => {
+            tracing::info!(dns = %dns.addr, domain = %dns.domain, "DNS listening (UDP and TCP)");
+            let handler =
+                dns::Handler::new(shared.view.clone(), dns, settings.uri.clone(), &settings.cluster);
+            Some(tokio::spawn(dns::serve(sockets, handler, shutdown.clone())))
+        }
+        _ => None,
+    };
     for addr in settings.peers.clone() {
         tokio::spawn(net::dial_loop(addr, shared.clone(), shutdown.clone()));
     }
@@ -260,6 +283,9 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     }
     tcp_task.abort();
     if let Some(t) = http_task {
+        t.abort();
+    }
+    if let Some(t) = dns_task {
         t.abort();
     }
     if let Some(t) = unix_task {

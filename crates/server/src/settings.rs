@@ -74,6 +74,8 @@ pub const DEFAULT_MEMORY_LIMIT: &str = "80%";
 pub const DEFAULT_ENV: &str = "development";
 /// Cluster when none is given.
 pub const DEFAULT_CLUSTER: &str = "default";
+/// The DNS domain answered.
+pub const DEFAULT_DNS_DOMAIN: &str = "rarangi.";
 
 /// Settings of `rarangi serve`, declared once for all three sources: each
 /// flag can also be set with the environment variable shown, or in the
@@ -273,6 +275,23 @@ pub struct ServeArgs {
     /// the system's roots.
     #[arg(long, env = "RARANGI_HOOK_CA", value_name = "FILE")]
     pub hook_ca: Option<PathBuf>,
+    /// DNS server address, UDP and TCP ("off" to disable): answers
+    /// NAME.service.DOMAIN (A, AAAA, SRV) from this catalogue's view.
+    /// [default: 127.0.0.1:<well-known DNS port>; off for environments
+    /// without well-known ports]
+    #[arg(long, env = "RARANGI_DNS", value_name = "HOST:PORT")]
+    pub dns: Option<String>,
+    /// The DNS domain answered. [default: rarangi.]
+    #[arg(long, env = "RARANGI_DNS_DOMAIN", value_name = "DOMAIN")]
+    pub dns_domain: Option<String>,
+    /// A second DNS domain answered the same way, such as "consul." for
+    /// tools that hard-code Consul names. [default: none]
+    #[arg(long, env = "RARANGI_DNS_ALT_DOMAIN", value_name = "DOMAIN")]
+    pub dns_alt_domain: Option<String>,
+    /// TTL of DNS answers, in seconds (0: clients ask again each time, and
+    /// see withdrawals at once). [default: 0]
+    #[arg(long, env = "RARANGI_DNS_TTL", value_name = "SECONDS")]
+    pub dns_ttl: Option<u32>,
 }
 
 /// A setting that cannot be used, with what to do about it.
@@ -383,6 +402,21 @@ pub struct Settings {
     pub hook_allow: Vec<IpNet>,
     /// Extra CA certificates for https webhook endpoints.
     pub hook_ca: Option<PathBuf>,
+    /// The DNS server, when enabled.
+    pub dns: Option<DnsSettings>,
+}
+
+/// The DNS server's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// UDP and TCP address.
+    pub addr: SocketAddr,
+    /// The domain answered, lower case, ending in a dot.
+    pub domain: String,
+    /// A second domain answered the same way.
+    pub alt_domain: Option<String>,
+    /// Answer TTL, seconds.
+    pub ttl: u32,
 }
 
 /// The certificate files of a catalogue with TLS on.
@@ -523,6 +557,10 @@ impl ServeArgs {
             http_insecure: self.http_insecure || file.http_insecure,
             hook_allow: list(self.hook_allow, file.hook_allow),
             hook_ca: self.hook_ca.or(file.hook_ca),
+            dns: self.dns.or(file.dns),
+            dns_domain: self.dns_domain.or(file.dns_domain),
+            dns_alt_domain: self.dns_alt_domain.or(file.dns_alt_domain),
+            dns_ttl: self.dns_ttl.or(file.dns_ttl),
         }
     }
 
@@ -589,6 +627,28 @@ impl ServeArgs {
             .map(|p| TokenFile::load(&p))
             .transpose()
             .map_err(ConfigError::Tokens)?;
+        let dns = match self.dns.as_deref() {
+            Some("off") => None,
+            Some(a) => Some(resolve_addr(a, "--dns")?),
+            // Loopback by default, as Consul's :8600.
+            None => wellknown::dns_port(&env, side).map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
+        };
+        let dns = match dns {
+            Some(addr) => Some(DnsSettings {
+                addr,
+                domain: dns_domain(
+                    self.dns_domain.as_deref().unwrap_or(DEFAULT_DNS_DOMAIN),
+                    "--dns-domain",
+                )?,
+                alt_domain: self
+                    .dns_alt_domain
+                    .as_deref()
+                    .map(|d| dns_domain(d, "--dns-alt-domain"))
+                    .transpose()?,
+                ttl: self.dns_ttl.unwrap_or(0),
+            }),
+            None => None,
+        };
         if let Some(addr) = http {
             check_exposure(addr, http_tokens.is_some(), self.http_insecure).map_err(ConfigError::Invalid)?;
         }
@@ -661,8 +721,27 @@ impl ServeArgs {
             http_insecure: self.http_insecure,
             hook_allow,
             hook_ca: self.hook_ca,
+            dns,
         })
     }
+}
+
+/// A DNS domain as answered: lower case, ending in a dot, labels of
+/// letters, digits and hyphens.
+fn dns_domain(d: &str, what: &str) -> Result<String, ConfigError> {
+    let d = d.trim().to_ascii_lowercase();
+    let bare = d.strip_suffix('.').unwrap_or(&d);
+    let ok = !bare.is_empty()
+        && bare.len() <= 200
+        && bare.split('.').all(|l| {
+            (1..=63).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !ok {
+        return Err(ConfigError::Invalid(format!(
+            "{what} {d:?} is not a DNS domain such as rarangi."
+        )));
+    }
+    Ok(format!("{bare}."))
 }
 
 fn cidrs(list: &[String], what: &str) -> Result<Vec<IpNet>, ConfigError> {

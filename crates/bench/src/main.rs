@@ -12,12 +12,12 @@
 
 use anyhow::{bail, Result};
 use rarangi_bench::parts::{
-    churn, etcd_side_by_side, lookups, propagation, scale, serf_side_by_side, sim, withdrawal,
+    churn, dns, etcd_side_by_side, lookups, propagation, scale, serf_side_by_side, sim, withdrawal,
 };
 use rarangi_bench::report::{write_docs, Report};
 
 /// The parts `--only` accepts.
-const PARTS: &str = "propagation, withdrawal, churn, lookups, scale, sim, etcd, serf";
+const PARTS: &str = "propagation, withdrawal, churn, lookups, dns, scale, sim, etcd, serf";
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
@@ -64,6 +64,13 @@ async fn main() -> Result<()> {
     }
     if wants("lookups") {
         lookups(&mut r, if quick { 2 } else { 5 }).await?;
+    }
+    // Needs dnsperf and dnsmasq (Debian): reported, not fatal, when missing.
+    if wants("dns") {
+        if let Err(e) = dns(&mut r, if quick { 2 } else { 10 }, if quick { 5 } else { 20 }).await {
+            println!("dns failed: {e:#}");
+            r.section("DNS", format!("Not measured in this run: {e:#}\n"));
+        }
     }
     if wants("scale") {
         for &n in if quick {

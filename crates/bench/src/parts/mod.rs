@@ -1,6 +1,7 @@
 //! The benchmark parts, each adding its section to the [`Report`].
 
 mod compare;
+mod dns;
 mod latency;
 mod load;
 mod scale;
@@ -12,6 +13,7 @@ use rarangi_proto::{Attrs, Message, ServiceUri};
 use rarangi_sim::Topology;
 
 pub use compare::{etcd_side_by_side, serf_side_by_side};
+pub use dns::dns;
 pub use latency::{propagation, withdrawal};
 pub use load::{churn, lookups};
 pub use scale::scale;

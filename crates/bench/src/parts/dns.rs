@@ -38,7 +38,7 @@ pub async fn dns(r: &mut Report, secs: u64, runs: usize) -> Result<()> {
     let mut records = Vec::new();
     for s in 0..SERVICES {
         for i in 0..2 {
-            let (ip, port) = (format!("127.0.2.{}", 2 * s + i), 8000 + i);
+            let (ip, port) = (format!("127.0.2.{}", 2 * s + i), 8000 + i as u16);
             reg(&mut conn, &format!("tcp://{ip}:{port}/svc{s}")).await?;
             records.push((s, ip, port));
         }

@@ -266,7 +266,7 @@ pub(super) async fn delete_instance(
             format!(
                 "instance {host:?} of {name:?} is registered at {}{}; delete it there",
                 v.catalogue,
-                if &v.catalogue == &api.shared.settings.uri {
+                if v.catalogue == api.shared.settings.uri {
                     " over the line protocol"
                 } else {
                     ""

@@ -385,11 +385,7 @@ async fn http_and_line_protocol_instances_are_one_catalogue() {
     assert_eq!(node1["master"], json!(true), "{v}");
     assert_eq!(node1["attrs"], json!({"weight": "5"}), "{v}");
     assert_eq!(node1["endpoints"], json!({"http": "http://10.0.0.2:80"}), "{v}");
-    assert_eq!(
-        node1["catalogue"],
-        json!(format!("x-tvnetcs://{}/", b.addr)),
-        "{v}"
-    );
+    assert_eq!(node1["catalogue"], json!(format!("x-tvnetcs://{}/", b.addr)), "{v}");
     assert_eq!(node1["health"], json!("passing"), "{v}");
     let line = &v["10.0.0.1:8080"];
     assert_eq!(line["service"], json!("tcp://10.0.0.1:8080/web"), "{v}");
@@ -397,32 +393,15 @@ async fn http_and_line_protocol_instances_are_one_catalogue() {
     assert_eq!(line["port"], json!(8080), "{v}");
     assert_eq!(line["master"], json!(false), "{v}");
     assert_eq!(line["attrs"], json!({"zone": "a"}), "{v}");
-    assert_eq!(
-        line["endpoints"],
-        json!({"tcp": "tcp://10.0.0.1:8080/web"}),
-        "{v}"
-    );
-    assert!(
-        line["updated_at"].as_str().is_some_and(|t| t.ends_with('Z')),
-        "{v}"
-    );
+    assert_eq!(line["endpoints"], json!({"tcp": "tcp://10.0.0.1:8080/web"}), "{v}");
+    assert!(line["updated_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
     for k in [&v["node1"], &v["10.0.0.1:8080"]] {
         let keys: BTreeSet<&str> = k.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(
             keys,
             BTreeSet::from([
-                "name",
-                "id",
-                "service",
-                "address",
-                "port",
-                "catalogue",
-                "cluster",
-                "attrs",
-                "endpoints",
-                "master",
-                "updated_at",
-                "health"
+                "name", "id", "service", "address", "port", "catalogue", "cluster", "attrs",
+                "endpoints", "master", "updated_at", "health"
             ]),
             "{v}"
         );
@@ -455,10 +434,7 @@ async fn an_announced_instance_is_one_id_whatever_its_endpoints() {
     let watcher = watch(&a, "/api$").await;
     let first = json!({"endpoints": ["10.0.0.7:9000"], "ttl": 60});
     assert_eq!(put(&a.http, "/srv/api/h1", first).await, 201);
-    eventually("the first endpoint", || {
-        watcher.uris().contains("tcp://10.0.0.7:9000/api")
-    })
-    .await;
+    eventually("the first endpoint", || watcher.uris().contains("tcp://10.0.0.7:9000/api")).await;
     // The same id moves: one instance, at its new address.
     let moved = json!({"endpoints": {"grpc": "10.0.0.8:9001"}, "ttl": 60});
     assert_eq!(put(&a.http, "/srv/api/h1", moved).await, 200);
@@ -479,10 +455,7 @@ async fn an_announced_instance_is_one_id_whatever_its_endpoints() {
     assert_eq!(put(&a.http, "/srv/api/h3", internal).await, 400);
     let (s, _, _) = http(&a.http, "DELETE", "/srv/api/h1", None).await;
     assert_eq!(s, 204);
-    eventually("deleted by id", || {
-        !watcher.uris().iter().any(|u| u.contains("10.0.0.8"))
-    })
-    .await;
+    eventually("deleted by id", || !watcher.uris().iter().any(|u| u.contains("10.0.0.8"))).await;
 }
 
 /// Every route in docs/openapi.yaml is served, and nothing else.

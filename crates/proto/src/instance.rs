@@ -98,14 +98,9 @@ mod tests {
     #[test]
     fn the_id_attribute_wins_and_model_keys_are_not_user_attributes() {
         let u = uri("http://10.0.0.1:8080/orders");
-        let a: Attrs = [
-            ("id", "web1"),
-            ("master", "true"),
-            ("zone", "a"),
-            ("endpoints", "{}"),
-        ]
-        .into_iter()
-        .collect();
+        let a: Attrs = [("id", "web1"), ("master", "true"), ("zone", "a"), ("endpoints", "{}")]
+            .into_iter()
+            .collect();
         assert_eq!(id(&u, &a), "web1");
         assert!(is_master(&a));
         assert_eq!(user_attrs(&a).collect::<Vec<_>>(), vec![("zone", "a")]);

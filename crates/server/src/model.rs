@@ -162,6 +162,5 @@ fn first_endpoint(endpoints: &Value) -> Option<(String, String)> {
 
 fn is_scheme(s: &str) -> bool {
     s.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && s.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
 }

@@ -92,11 +92,7 @@ fn path_hash(path: &str) -> u64 {
 
 /// The API path of a service instance: `/srv/NAME/ID` (docs/MODEL.md).
 pub(crate) fn instance_path(service: &ServiceUri, attrs: &Attrs) -> String {
-    format!(
-        "/srv/{}/{}",
-        service.name(),
-        rarangi_proto::instance::id(service, attrs)
-    )
+    format!("/srv/{}/{}", service.name(), rarangi_proto::instance::id(service, attrs))
 }
 
 #[cfg(test)]

@@ -13,14 +13,14 @@
 
 use anyhow::{bail, Result};
 use rarangi_bench::parts::{
-    churn, consul, discovery, etcd_side_by_side, heal, health, lookups, propagation, scale,
+    churn, consul, discovery, dns, etcd_side_by_side, heal, health, lookups, propagation, scale,
     serf_side_by_side, sim, tls_cost, withdrawal,
 };
 use rarangi_bench::report::{write_docs, Report};
 
 /// The parts `--only` accepts.
 const PARTS: &str =
-    "propagation, withdrawal, heal, health, churn, lookups, consul, tls, scale, sim, discovery, etcd, serf";
+    "propagation, withdrawal, heal, health, churn, lookups, consul, dns, tls, scale, sim, discovery, etcd, serf";
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
@@ -83,6 +83,13 @@ async fn main() -> Result<()> {
     }
     if wants("consul") {
         consul(&mut r, if quick { 2 } else { 5 }, if quick { 5 } else { 20 }).await?;
+    }
+    // Needs dnsperf and dnsmasq (Debian): reported, not fatal, when missing.
+    if wants("dns") {
+        if let Err(e) = dns(&mut r, if quick { 2 } else { 10 }, if quick { 5 } else { 20 }).await {
+            println!("dns failed: {e:#}");
+            r.section("DNS", format!("Not measured in this run: {e:#}\n"));
+        }
     }
     if wants("scale") {
         for &n in if quick {

@@ -10,10 +10,11 @@ use rarangi_fuzz::{fuzz, replay, Plan, TargetName};
 enum Which {
     Parser,
     Catalogue,
+    Dns,
     All,
 }
 
-/// Seeded fuzzing of the Rarangi line parser and catalogue core.
+/// Seeded fuzzing of the Rarangi line parser, catalogue core and DNS server.
 #[derive(Debug, clap::Parser)]
 #[command(name = "rarangi-fuzz")]
 struct Args {
@@ -43,12 +44,13 @@ fn main() -> anyhow::Result<()> {
     let targets = match args.target {
         Which::Parser => vec![TargetName::Parser],
         Which::Catalogue => vec![TargetName::Catalogue],
+        Which::Dns => vec![TargetName::Dns],
         Which::All => TargetName::ALL.to_vec(),
     };
     if args.replay {
         let seed = args.seed.expect("clap requires --seed with --replay");
         let [target] = targets[..] else {
-            bail!("--replay needs one --target (parser or catalogue)");
+            bail!("--replay needs one --target (parser, catalogue or dns)");
         };
         return replay_one(target, seed, args.avoid_known_bugs);
     }

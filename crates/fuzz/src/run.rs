@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::catalogue::Catalogues;
 use crate::clock;
+use crate::dns::Dns;
 use crate::engine::{case_seed, run_case, try_input, Failure, Target};
 use crate::gen::Gen;
 use crate::parser::Parser;
@@ -16,17 +17,20 @@ pub enum TargetName {
     Parser,
     /// Three catalogues driven by arbitrary inputs.
     Catalogue,
+    /// The DNS server on arbitrary and near-valid request packets.
+    Dns,
 }
 
 impl TargetName {
     /// Every target, in reporting order.
-    pub const ALL: [TargetName; 2] = [TargetName::Parser, TargetName::Catalogue];
+    pub const ALL: [TargetName; 3] = [TargetName::Parser, TargetName::Catalogue, TargetName::Dns];
 
     /// The command-line name.
     pub fn as_str(self) -> &'static str {
         match self {
             TargetName::Parser => "parser",
             TargetName::Catalogue => "catalogue",
+            TargetName::Dns => "dns",
         }
     }
 
@@ -37,6 +41,7 @@ impl TargetName {
                 avoid_known_bugs,
                 ..Catalogues::default()
             }),
+            TargetName::Dns => Box::new(Dns),
         }
     }
 }

@@ -53,9 +53,17 @@ pub struct CatOptions {
     nofile: Option<u64>,
     launcher: Vec<String>,
     http: Option<(Option<String>, String)>,
+    dns: Option<Option<String>>,
 }
 
 impl CatOptions {
+    /// The DNS server: `--dns ARG` (no `--dns` at all, the default bind,
+    /// when None). [default: `--dns` a fresh address, in [`Cat::dns`]]
+    pub fn dns(mut self, arg: Option<&str>) -> Self {
+        self.dns = Some(arg.map(str::to_owned));
+        self
+    }
+
     /// The HTTP API: `--http ARG` (no `--http` at all, the default bind,
     /// when None), reached at `reach`. [default: `--http` a fresh address]
     pub fn http(mut self, arg: Option<&str>, reach: &str) -> Self {
@@ -131,6 +139,15 @@ impl CatOptions {
                 (Some(a.clone()), a)
             }
         };
+        // A fresh address by default: catalogues of one environment would
+        // all want its well-known DNS port.
+        let (dns_arg, dns) = match self.dns.clone() {
+            Some(given) => (given.clone(), given.unwrap_or_default()),
+            None => {
+                let a = fresh_addr();
+                (Some(a.clone()), a)
+            }
+        };
         let dir = TempDir::new(&format!("cat-{addr}"))?;
         let mut args: Vec<String> = vec!["serve".into(), "--env".into(), self.env.clone()];
         if let Some(cluster) = &self.cluster {
@@ -153,6 +170,9 @@ impl CatOptions {
         if let Some(a) = http_arg {
             args.extend(["--http".into(), a]);
         }
+        if let Some(a) = dns_arg {
+            args.extend(["--dns".into(), a]);
+        }
         for p in &self.peers {
             args.extend(["--peer".into(), p.clone()]);
         }
@@ -160,6 +180,7 @@ impl CatOptions {
         let mut cat = Cat {
             addr,
             http,
+            dns,
             env: self.env,
             bin: self.bin,
             nofile: self.nofile,
@@ -182,6 +203,8 @@ pub struct Cat {
     pub addr: String,
     /// HTTP API address.
     pub http: String,
+    /// DNS address (UDP and TCP) when given; empty with the default bind.
+    pub dns: String,
     /// Its environment.
     pub env: String,
     bin: PathBuf,
@@ -207,6 +230,7 @@ impl Cat {
             log_level: "info".into(),
             extra: Vec::new(),
             http: None,
+            dns: None,
             nofile: None,
             launcher: Vec::new(),
         }

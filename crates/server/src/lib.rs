@@ -6,18 +6,19 @@
 //! - `driver/`: the one task that owns the core: events in, outputs out,
 //!   and the read model it publishes after each batch;
 //! - `http/`: the HTTP API, one file per resource family;
+//! - `dns/`: the DNS server (A, AAAA, SRV from the read model);
 //! - `discovery/`: peer sources (seed list, DNS SRV, beacon, Kubernetes)
 //!   merged into the dialer's candidates, with the link policy;
+//! - `health/`: watchdog probes;
 //! - `webhook.rs`: outbound webhook delivery;
 //! - `store.rs`, `settings.rs`, `clock.rs`.
-//!
-//! Later: `dns/`, `health/` beside these.
 
 #![forbid(unsafe_code)]
 
 mod access;
 mod clock;
 pub mod discovery;
+pub mod dns;
 mod driver;
 mod duration;
 mod health;
@@ -230,6 +231,18 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         }
         None => None,
     };
+    let dns_sockets = match &settings.dns {
+        Some(dns) => Some(
+            dns::Sockets::bind(dns.addr)
+                .await
+                .map_err(|source| ServeError::Listen {
+                    addr: dns.addr,
+                    hint: "for DNS (UDP and TCP); use --dns HOST:PORT, or --dns off",
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let unix = net::bind_unix(&settings.unix);
     let unix_shown = match &unix {
         Ok(_) => settings.unix.display().to_string(),
@@ -276,6 +289,15 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         tracing::info!(http = %settings.http.expect("set"), https = settings.http_tls, "HTTP API listening");
         tokio::spawn(http::serve(l, shared.clone(), shutdown.clone()))
     });
+    let dns_task = match (dns_sockets, &settings.dns) {
+        (Some(sockets), Some(dns)) => {
+            tracing::info!(dns = %dns.addr, domain = %dns.domain, "DNS listening (UDP and TCP)");
+            let handler =
+                dns::Handler::new(shared.view.clone(), dns, settings.uri.clone(), &settings.cluster);
+            Some(tokio::spawn(dns::serve(sockets, handler, shutdown.clone())))
+        }
+        _ => None,
+    };
     // Seed peers and discovered ones, dialed by one task.
     if let Err(e) = discovery::start(shared.clone(), shutdown.clone()).await {
         shutdown.cancel();
@@ -291,6 +313,9 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     }
     tcp_task.abort();
     if let Some(t) = http_task {
+        t.abort();
+    }
+    if let Some(t) = dns_task {
         t.abort();
     }
     if let Some(t) = unix_task {

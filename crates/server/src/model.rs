@@ -30,13 +30,11 @@ impl Instance {
     }
 
     /// The address when it is an IP address (DNS A/AAAA answers).
-    #[allow(dead_code)] // read by DNS and the Consul API (landing next)
     pub(crate) fn ip(&self) -> Option<IpAddr> {
         self.address().0.parse().ok()
     }
 
     /// The weight of DNS SRV answers and Consul's `Weights.Passing`.
-    #[allow(dead_code)] // read by DNS and the Consul API (landing next)
     pub(crate) fn weight(&self) -> u16 {
         instance::weight(self.attrs())
     }
@@ -106,7 +104,6 @@ impl View {
     /// The instances of `name` as lookups order them: one per service URI,
     /// the nearest copy, this catalogue's first, then its cluster's, then
     /// the rest.
-    #[allow(dead_code)] // read by DNS and the Consul API (landing next)
     pub(crate) fn nearest<'a>(&'a self, name: &str, here: &CatalogueUri, cluster: &str) -> Vec<&'a Instance> {
         nearest_first(self.instances(name), Some(here), cluster, |i| {
             (i.service.as_str(), &i.catalogue, &*i.cluster)

@@ -93,6 +93,8 @@ pub const DEFAULT_MEMORY_LIMIT: &str = "80%";
 pub const DEFAULT_ENV: &str = "development";
 /// Cluster when none is given.
 pub const DEFAULT_CLUSTER: &str = "default";
+/// The DNS domain answered.
+pub const DEFAULT_DNS_DOMAIN: &str = "rarangi.";
 
 /// Settings of `rarangi serve`, declared once for all three sources: each
 /// flag can also be set with the environment variable shown, or in the
@@ -373,6 +375,23 @@ pub struct ServeArgs {
     /// well-known line-protocol port of this side, else the --listen port]
     #[arg(long, env = "RARANGI_K8S_PORT", value_name = "NAME|NUMBER")]
     pub k8s_port: Option<String>,
+    /// DNS server address, UDP and TCP ("off" to disable): answers
+    /// NAME.service.DOMAIN (A, AAAA, SRV) from this catalogue's view.
+    /// [default: 127.0.0.1:<well-known DNS port>; off for environments
+    /// without well-known ports]
+    #[arg(long, env = "RARANGI_DNS", value_name = "HOST:PORT")]
+    pub dns: Option<String>,
+    /// The DNS domain answered. [default: rarangi.]
+    #[arg(long, env = "RARANGI_DNS_DOMAIN", value_name = "DOMAIN")]
+    pub dns_domain: Option<String>,
+    /// A second DNS domain answered the same way, such as "consul." for
+    /// tools that hard-code Consul names. [default: none]
+    #[arg(long, env = "RARANGI_DNS_ALT_DOMAIN", value_name = "DOMAIN")]
+    pub dns_alt_domain: Option<String>,
+    /// TTL of DNS answers, in seconds (0: clients ask again each time, and
+    /// see withdrawals at once). [default: 0]
+    #[arg(long, env = "RARANGI_DNS_TTL", value_name = "SECONDS")]
+    pub dns_ttl: Option<u32>,
 }
 
 /// A setting that cannot be used, with what to do about it.
@@ -498,6 +517,21 @@ pub struct Settings {
     pub flap: rarangi_core::Flap,
     /// Kubernetes discovery, when `--discover-k8s` is given.
     pub discover_k8s: Option<K8sConfig>,
+    /// The DNS server, when enabled.
+    pub dns: Option<DnsSettings>,
+}
+
+/// The DNS server's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// UDP and TCP address.
+    pub addr: SocketAddr,
+    /// The domain answered, lower case, ending in a dot.
+    pub domain: String,
+    /// A second domain answered the same way.
+    pub alt_domain: Option<String>,
+    /// Answer TTL, seconds.
+    pub ttl: u32,
 }
 
 /// The certificate files of a catalogue with TLS on.
@@ -654,6 +688,10 @@ impl ServeArgs {
             discover_k8s: self.discover_k8s.or(file.discover_k8s),
             k8s_namespace: self.k8s_namespace.or(file.k8s_namespace),
             k8s_port: self.k8s_port.or(file.k8s_port),
+            dns: self.dns.or(file.dns),
+            dns_domain: self.dns_domain.or(file.dns_domain),
+            dns_alt_domain: self.dns_alt_domain.or(file.dns_alt_domain),
+            dns_ttl: self.dns_ttl.or(file.dns_ttl),
         }
     }
 
@@ -734,6 +772,28 @@ impl ServeArgs {
             .map(|p| TokenFile::load(&p))
             .transpose()
             .map_err(ConfigError::Tokens)?;
+        let dns = match self.dns.as_deref() {
+            Some("off") => None,
+            Some(a) => Some(resolve_addr(a, "--dns")?),
+            // Loopback by default, as Consul's :8600.
+            None => wellknown::dns_port(&env, side).map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
+        };
+        let dns = match dns {
+            Some(addr) => Some(DnsSettings {
+                addr,
+                domain: dns_domain(
+                    self.dns_domain.as_deref().unwrap_or(DEFAULT_DNS_DOMAIN),
+                    "--dns-domain",
+                )?,
+                alt_domain: self
+                    .dns_alt_domain
+                    .as_deref()
+                    .map(|d| dns_domain(d, "--dns-alt-domain"))
+                    .transpose()?,
+                ttl: self.dns_ttl.unwrap_or(0),
+            }),
+            None => None,
+        };
         if let Some(addr) = http {
             check_exposure(addr, http_tokens.is_some(), self.http_insecure).map_err(ConfigError::Invalid)?;
         }
@@ -839,6 +899,7 @@ impl ServeArgs {
                 }
             },
             discover_k8s,
+            dns,
         })
     }
 }
@@ -856,6 +917,24 @@ fn reap_after(text: Option<&str>) -> Result<Duration, ConfigError> {
                 "--reap-after {text:?} must be a duration from 1s to 365d, such as 72h, 30m or 2s"
             ))
         })
+}
+
+/// A DNS domain as answered: lower case, ending in a dot, labels of
+/// letters, digits and hyphens.
+fn dns_domain(d: &str, what: &str) -> Result<String, ConfigError> {
+    let d = d.trim().to_ascii_lowercase();
+    let bare = d.strip_suffix('.').unwrap_or(&d);
+    let ok = !bare.is_empty()
+        && bare.len() <= 200
+        && bare.split('.').all(|l| {
+            (1..=63).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !ok {
+        return Err(ConfigError::Invalid(format!(
+            "{what} {d:?} is not a DNS domain such as rarangi."
+        )));
+    }
+    Ok(format!("{bare}."))
 }
 
 fn cidrs(list: &[String], what: &str) -> Result<Vec<IpNet>, ConfigError> {

@@ -389,3 +389,40 @@ fn reap_after_is_a_bounded_duration() {
         assert!(e.contains("--reap-after"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn dns_is_on_loopback_at_the_well_known_port_unless_told() {
+    let s = ServeArgs::default().resolve_for(&user()).unwrap();
+    let dns = s.dns.unwrap();
+    assert_eq!(dns.addr.to_string(), "127.0.0.1:4794");
+    assert_eq!(
+        (dns.domain.as_str(), dns.alt_domain, dns.ttl),
+        ("rarangi.", None, 0)
+    );
+    let s = Cmd::try_parse_from([
+        "serve",
+        "--side",
+        "b",
+        "--dns-domain",
+        "Svc.Example",
+        "--dns-alt-domain",
+        "consul",
+        "--dns-ttl",
+        "5",
+    ])
+    .unwrap()
+    .args
+    .resolve_for(&user())
+    .unwrap();
+    let dns = s.dns.unwrap();
+    assert_eq!(dns.addr.port(), 4795);
+    assert_eq!(
+        (dns.domain.as_str(), dns.alt_domain.as_deref(), dns.ttl),
+        ("svc.example.", Some("consul."), 5)
+    );
+    let off = Cmd::try_parse_from(["serve", "--dns", "off"]).unwrap();
+    assert_eq!(off.args.resolve_for(&user()).unwrap().dns, None);
+    let bad = Cmd::try_parse_from(["serve", "--dns-domain", "a_b."]).unwrap();
+    let e = bad.args.resolve_for(&user()).unwrap_err();
+    assert!(chain(&e).contains("--dns-domain"), "{}", chain(&e));
+}

@@ -3,6 +3,7 @@
 mod compare;
 mod consul;
 mod discovery;
+mod dns;
 mod heal;
 mod health;
 mod latency;
@@ -19,6 +20,7 @@ use rarangi_sim::Topology;
 pub use compare::{etcd_side_by_side, serf_side_by_side};
 pub use consul::consul;
 pub use discovery::discovery;
+pub use dns::dns;
 pub use heal::heal;
 pub use health::health;
 pub use latency::{propagation, withdrawal};

@@ -132,6 +132,9 @@ pub(crate) struct View {
     /// Conditions an operator must see (the store alarm); empty when all
     /// is well.
     pub(crate) alarms: Vec<String>,
+    /// Visible service names with ASCII upper case, by their lower-case
+    /// form: DNS names are case-insensitive, service names are not.
+    folded: OrdMap<Arc<str>, OrdSet<Arc<str>>>,
 }
 
 impl View {
@@ -144,6 +147,7 @@ impl View {
             topology: Arc::new(topology),
             paths: OrdMap::new(),
             alarms: Vec::new(),
+            folded: OrdMap::new(),
         }
     }
 
@@ -173,6 +177,20 @@ impl View {
                     Bound::Unbounded,
                 ))
                 .next();
+        }
+        names
+    }
+
+    /// The visible service names equal to `lower` (lower case) ignoring
+    /// ASCII case: `lower` itself and those in the index of names with
+    /// upper case.
+    pub(crate) fn names_ignoring_case<'a>(&'a self, lower: &'a str) -> Vec<&'a str> {
+        let mut names: Vec<&str> = self
+            .folded
+            .get(lower)
+            .map_or_else(Vec::new, |s| s.iter().map(|n| &**n).collect());
+        if self.instances(lower).next().is_some() {
+            names.insert(0, lower);
         }
         names
     }
@@ -218,6 +236,18 @@ impl View {
 
     /// Adds or replaces an instance.
     pub(crate) fn put_instance(&mut self, instance: Instance) {
+        let name = instance.service.name();
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            let mut names = self
+                .folded
+                .get(&*name.to_ascii_lowercase())
+                .cloned()
+                .unwrap_or_default();
+            if !names.contains(name) {
+                names.insert(Arc::from(name));
+                self.folded.insert(name.to_ascii_lowercase().into(), names);
+            }
+        }
         self.services.insert(Slot::At(Arc::new(instance)));
     }
 
@@ -234,10 +264,26 @@ impl View {
             Attrs::default(),
             Ts(0),
         );
-        match self.services.remove(&Slot::At(Arc::new(probe))) {
+        let removed = match self.services.remove(&Slot::At(Arc::new(probe))) {
             Some(Slot::At(i)) => Some(i),
             _ => None,
+        };
+        let name = service.name();
+        if removed.is_some()
+            && name.bytes().any(|b| b.is_ascii_uppercase())
+            && self.instances(name).next().is_none()
+        {
+            let lower: Arc<str> = name.to_ascii_lowercase().into();
+            if let Some(mut names) = self.folded.get(&lower).cloned() {
+                names.remove(name);
+                if names.is_empty() {
+                    self.folded.remove(&lower);
+                } else {
+                    self.folded.insert(lower, names);
+                }
+            }
         }
+        removed
     }
 
     /// Stores a configuration record (a delete removes it).
@@ -316,6 +362,30 @@ mod tests {
         assert_eq!(v.service_names(), ["db", "web", "webx"]);
         assert_eq!(v.instances("nope").count(), 0);
         assert_eq!(v.service_count(), 4);
+    }
+
+    #[test]
+    fn names_ignoring_case() {
+        let mut v = View::new(topo());
+        v.put_instance(inst("tcp://h:1/Web", "a:1"));
+        v.put_instance(inst("tcp://h:2/Web", "a:1"));
+        v.put_instance(inst("tcp://h:1/web", "a:1"));
+        v.put_instance(inst("tcp://h:1/WEB", "a:1"));
+        assert_eq!(v.names_ignoring_case("web"), ["web", "WEB", "Web"]);
+        let uri = |u: &str| ServiceUri::parse(u).unwrap();
+        let cat = CatalogueUri::from_addr("a:1").unwrap();
+        v.remove_instance(&uri("tcp://h:1/Web"), &cat);
+        assert_eq!(
+            v.names_ignoring_case("web"),
+            ["web", "WEB", "Web"],
+            "one Web is left"
+        );
+        v.remove_instance(&uri("tcp://h:2/Web"), &cat);
+        v.remove_instance(&uri("tcp://h:1/web"), &cat);
+        assert_eq!(v.names_ignoring_case("web"), ["WEB"]);
+        v.remove_instance(&uri("tcp://h:1/WEB"), &cat);
+        assert!(v.names_ignoring_case("web").is_empty());
+        assert!(v.folded.is_empty());
     }
 
     #[test]

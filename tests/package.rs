@@ -20,9 +20,7 @@ const INSTANCE: &str = "pkgtest-a";
 const UNIT: &str = "/usr/lib/systemd/system/rarangi@.service";
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}{}",
@@ -81,7 +79,9 @@ fn read_unit(path: &str, instance: &str) -> Unit {
     let text = std::fs::read_to_string(path).expect("the packaged unit");
     let mut unit = Unit::default();
     for line in text.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
-        let Some((key, value)) = line.split_once('=') else { continue };
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
         let value = value.replace("%i", instance);
         match key {
             "User" => unit.user = value,
@@ -148,14 +148,12 @@ fn wait_for_members(socket: &str) -> String {
 #[test]
 fn the_package_installs_runs_and_goes_away() {
     if std::env::var("RARANGI_TEST_DEB").as_deref() != Ok("1") {
-        eprintln!("skipped: set RARANGI_TEST_DEB=1 to build, install and run the .deb (needs root and cargo-deb)");
+        eprintln!(
+            "skipped: set RARANGI_TEST_DEB=1 to build, install and run the .deb (needs root and cargo-deb)"
+        );
         return;
     }
-    assert_eq!(
-        euid(),
-        0,
-        "RARANGI_TEST_DEB=1 needs root (dpkg -i)"
-    );
+    assert_eq!(euid(), 0, "RARANGI_TEST_DEB=1 needs root (dpkg -i)");
     assert!(found("dpkg"), "RARANGI_TEST_DEB=1 needs dpkg");
     assert!(
         !installed(),
@@ -176,7 +174,16 @@ fn the_package_installs_runs_and_goes_away() {
     let _ = std::fs::remove_dir_all(&out_dir);
     let built = run(Command::new("cargo")
         .current_dir(&root)
-        .args(["deb", "-p", "rarangi", "--no-build", "--fast", "--profile", profile, "-o"])
+        .args([
+            "deb",
+            "-p",
+            "rarangi",
+            "--no-build",
+            "--fast",
+            "--profile",
+            profile,
+            "-o",
+        ])
         .arg(&out_dir));
     let deb = String::from_utf8_lossy(&built.stdout)
         .lines()
@@ -241,10 +248,12 @@ fn the_package_installs_runs_and_goes_away() {
         run(Command::new("kill").args(["-HUP", &child.id().to_string()]));
         wait_for_members(&socket);
         // KillSignal=SIGTERM: the catalogue leaves gracefully, exiting 0.
-        run(Command::new("kill")
-            .args(["-TERM", &child.id().to_string()]));
+        run(Command::new("kill").args(["-TERM", &child.id().to_string()]));
         let status = child.wait().unwrap();
-        assert!(status.success(), "the catalogue did not stop cleanly on SIGTERM: {status}");
+        assert!(
+            status.success(),
+            "the catalogue did not stop cleanly on SIGTERM: {status}"
+        );
     }
     run(Command::new("dpkg").args(["--purge", "rarangi"]));
     assert!(!installed() && !Path::new("/usr/bin/rarangi").exists());
@@ -257,8 +266,7 @@ fn the_package_installs_runs_and_goes_away() {
 fn start_like_systemd(unit: &Unit) -> std::process::Child {
     assert!(!unit.user.is_empty() && !unit.exec.is_empty(), "{unit:?}");
     for dir in unit.runtime_dir.iter().chain(&unit.state_dir) {
-        run(Command::new("install")
-            .args(["-d", "-o", &unit.user, "-g", &unit.user, dir]));
+        run(Command::new("install").args(["-d", "-o", &unit.user, "-g", &unit.user, dir]));
     }
     let mut env = unit.env.clone();
     if let Some(file) = &unit.env_file {
@@ -283,9 +291,12 @@ fn start_like_systemd(unit: &Unit) -> std::process::Child {
 /// The installed page where dpkg installed it (minimal images exclude
 /// /usr/share/man), else the generated file.
 fn check_man_page() {
-    let page = ["/usr/share/man/man1/rarangi.1", "/usr/share/man/man1/rarangi.1.gz"]
-        .into_iter()
-        .find(|p| Path::new(p).exists());
+    let page = [
+        "/usr/share/man/man1/rarangi.1",
+        "/usr/share/man/man1/rarangi.1.gz",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists());
     let Some(page) = page else {
         eprintln!("the man pages were not installed (excluded by dpkg's configuration?)");
         return;
@@ -305,5 +316,8 @@ fn check_man_page() {
 fn euid() -> u32 {
     // The tests have no rustix: ask id(1).
     let out = run(Command::new("id").arg("-u"));
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("id -u")
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("id -u")
 }

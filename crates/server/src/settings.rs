@@ -572,8 +572,8 @@ impl ServeArgs {
     fn settings(mut self, dirs: &UserDirs) -> Result<Settings, ConfigError> {
         if let Some(instance) = self.instance.take() {
             let (env, side) = split_instance(&instance)?;
-            let disagree = self.env.as_deref().is_some_and(|e| e != env)
-                || self.side.is_some_and(|s| s != side);
+            let disagree =
+                self.env.as_deref().is_some_and(|e| e != env) || self.side.is_some_and(|s| s != side);
             if disagree {
                 return Err(ConfigError::Invalid(format!(
                     "--instance {instance:?} disagrees with --env or --side (set by flag, variable or file); give one or the other"

@@ -410,6 +410,9 @@ fn instance_names_environment_and_side() {
         &["--instance", "Prod-a"],
     ] {
         let e = parse(bad).resolve_for(&root).unwrap_err();
-        assert!(chain(&e).contains("--instance") || matches!(e, ConfigError::Name(_)), "{bad:?}: {e}");
+        assert!(
+            chain(&e).contains("--instance") || matches!(e, ConfigError::Name(_)),
+            "{bad:?}: {e}"
+        );
     }
 }

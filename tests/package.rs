@@ -7,13 +7,11 @@
 //! RARANGI_TEST_DEB=1. It packages the binary this test was built with,
 //! so it does not wait for a release build.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{fresh_addr, Deadline};
+use rarangi_harness::{fresh_addr, Deadline};
 
 /// An environment no real catalogue uses, so the test touches nothing else.
 const INSTANCE: &str = "pkgtest-a";

@@ -168,7 +168,7 @@ fn the_package_installs_runs_and_goes_away() {
         None => panic!("unexpected binary path {}", bin.display()),
     };
     run(Command::new(bin).arg("man").arg(profile_dir.join("man")));
-    let out_dir = root.join("target/debian-test");
+    let out_dir = profile_dir.join("../debian-test");
     let _ = std::fs::remove_dir_all(&out_dir);
     let built = run(Command::new("cargo")
         .current_dir(&root)
@@ -253,6 +253,7 @@ fn the_package_installs_runs_and_goes_away() {
             "the catalogue did not stop cleanly on SIGTERM: {status}"
         );
     }
+    std::fs::remove_file(format!("/etc/rarangi/{INSTANCE}.env")).unwrap();
     run(Command::new("dpkg").args(["--purge", "rarangi"]));
     assert!(!installed() && !Path::new("/usr/bin/rarangi").exists());
     drop(cleanup);

@@ -394,7 +394,7 @@ fn instance_names_environment_and_side() {
     assert_eq!(s.data_dir, PathBuf::from("/var/lib/rarangi/production-b"));
     assert_eq!(s.unix, PathBuf::from("/run/rarangi/production-b.sock"));
     // Hyphens belong to the environment; only the last part is the side.
-    let s = parse(&["--instance", "qa-2-a", "--listen", "127.0.0.1:0"])
+    let s = parse(&["--instance", "qa-2-a", "--listen", "127.0.0.1:4700"])
         .resolve_for(&root)
         .unwrap();
     assert_eq!((s.env.as_str(), s.side), ("qa-2", Side::A));

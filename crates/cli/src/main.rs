@@ -1,5 +1,6 @@
 //! The `rarangi` command.
 
+mod man;
 mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use futures::StreamExt;
 use rarangi_client::{register, subscribe, Connection, Endpoint, Event, Instance, Options, TlsOptions};
 use rarangi_proto::{Attrs, CatalogueUri, Message};
@@ -175,6 +176,13 @@ enum Command {
     /// Make a certificate authority and certificates for mutual TLS.
     #[command(subcommand)]
     Tls(tls::TlsCommand),
+    /// Write the man pages (rarangi.1, rarangi-COMMAND.1) into DIR, for
+    /// packaging.
+    #[command(hide = true)]
+    Man {
+        /// Directory to write the pages into (created if missing).
+        dir: PathBuf,
+    },
 }
 
 /// mimalloc keeps less memory per block and returns freed memory to the
@@ -214,12 +222,23 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Topology { json, target } => topology(json, &target).await,
         Command::ForceLeave { uri, target } => force_leave(&uri, &target).await,
         Command::Tls(cmd) => tls::run(&cmd).map(|()| ExitCode::SUCCESS),
+        Command::Man { dir } => {
+            for page in man::write_pages(Cli::command(), &dir)? {
+                println!("{}", page.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
 async fn serve(args: rarangi_server::ServeArgs) -> Result<ExitCode> {
     let settings = args.resolve()?;
     rarangi_server::init_logging(settings.log_format);
+    // SIGHUP means "read the files again" (`systemctl reload`): a catalogue
+    // with nothing to reload must not die of it. Tokio keeps the handler
+    // for the whole process once installed.
+    let _hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP")?;
     let stop = rarangi_server::CancellationToken::new();
     let signal_stop = stop.clone();
     tokio::spawn(async move {

@@ -121,6 +121,12 @@ pub struct ServeArgs {
     /// Side of this host's catalogue pair; picks the well-known ports. [default: a]
     #[arg(long, env = "RARANGI_SIDE", value_enum)]
     pub side: Option<SideArg>,
+    /// Environment and side in one, as ENV-SIDE (`production-a`): the
+    /// instance name of the systemd unit `rarangi@production-a.service`.
+    /// Must agree with --env and --side where those are given too.
+    #[arg(long, env = "RARANGI_INSTANCE", value_name = "ENV-SIDE")]
+    #[serde(skip)]
+    pub instance: Option<String>,
     /// Cluster name, used to prefer nearby instances. [default: default]
     #[arg(long, env = "RARANGI_CLUSTER")]
     pub cluster: Option<String>,
@@ -625,6 +631,7 @@ impl ServeArgs {
             dev: self.dev,
             env: self.env.or(file.env),
             side: self.side.or(file.side),
+            instance: self.instance,
             cluster: self.cluster.or(file.cluster),
             listen: self.listen.or(file.listen),
             advertise: self.advertise.or(file.advertise),
@@ -696,7 +703,19 @@ impl ServeArgs {
     }
 
     /// Applies the defaults and validates.
-    fn settings(self, dirs: &UserDirs) -> Result<Settings, ConfigError> {
+    fn settings(mut self, dirs: &UserDirs) -> Result<Settings, ConfigError> {
+        if let Some(instance) = self.instance.take() {
+            let (env, side) = split_instance(&instance)?;
+            let disagree =
+                self.env.as_deref().is_some_and(|e| e != env) || self.side.is_some_and(|s| s != side);
+            if disagree {
+                return Err(ConfigError::Invalid(format!(
+                    "--instance {instance:?} disagrees with --env or --side (set by flag, variable or file); give one or the other"
+                )));
+            }
+            self.env = Some(env.to_owned());
+            self.side = Some(side);
+        }
         let env = self.env.clone().unwrap_or_else(|| DEFAULT_ENV.into());
         validate_environment(&env).map_err(ConfigError::Name)?;
         crate::discovery::check_peers(&self.peers)?;
@@ -935,6 +954,20 @@ fn dns_domain(d: &str, what: &str) -> Result<String, ConfigError> {
         )));
     }
     Ok(format!("{bare}."))
+}
+
+/// `production-a` → (`production`, A); the environment is checked later.
+fn split_instance(instance: &str) -> Result<(&str, SideArg), ConfigError> {
+    let side = match instance.rsplit_once('-') {
+        Some((env, "a")) if !env.is_empty() => Some((env, SideArg::A)),
+        Some((env, "b")) if !env.is_empty() => Some((env, SideArg::B)),
+        _ => None,
+    };
+    side.ok_or_else(|| {
+        ConfigError::Invalid(format!(
+            "--instance {instance:?} must be ENV-SIDE, e.g. production-a or staging-b"
+        ))
+    })
 }
 
 fn cidrs(list: &[String], what: &str) -> Result<Vec<IpNet>, ConfigError> {

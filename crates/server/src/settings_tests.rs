@@ -426,3 +426,49 @@ fn dns_is_on_loopback_at_the_well_known_port_unless_told() {
     let e = bad.args.resolve_for(&user()).unwrap_err();
     assert!(chain(&e).contains("--dns-domain"), "{}", chain(&e));
 }
+
+#[test]
+fn instance_names_environment_and_side() {
+    let root = UserDirs { euid: 0, ..user() };
+    // Built directly, not parsed: another test sets RARANGI_* variables.
+    let parse = |args: &[&str]| {
+        let mut a = ServeArgs::default();
+        for pair in args.chunks(2) {
+            let v = Some(pair[1].to_owned());
+            match pair[0] {
+                "--instance" => a.instance = v,
+                "--env" => a.env = v,
+                "--listen" => a.listen = v,
+                "--side" => a.side = Some(if pair[1] == "a" { SideArg::A } else { SideArg::B }),
+                other => unreachable!("{other}"),
+            }
+        }
+        a
+    };
+    let s = parse(&["--instance", "production-b"]).resolve_for(&root).unwrap();
+    assert_eq!((s.env.as_str(), s.side), ("production", Side::B));
+    assert_eq!(s.data_dir, PathBuf::from("/var/lib/rarangi/production-b"));
+    assert_eq!(s.unix, PathBuf::from("/run/rarangi/production-b.sock"));
+    // Hyphens belong to the environment; only the last part is the side.
+    let s = parse(&["--instance", "qa-2-a", "--listen", "127.0.0.1:4700"])
+        .resolve_for(&root)
+        .unwrap();
+    assert_eq!((s.env.as_str(), s.side), ("qa-2", Side::A));
+    // Agreeing flags are fine; disagreeing ones and bad names are refused.
+    assert!(parse(&["--instance", "staging-a", "--env", "staging"])
+        .resolve_for(&root)
+        .is_ok());
+    for bad in [
+        &["--instance", "staging-a", "--side", "b"][..],
+        &["--instance", "staging-c"],
+        &["--instance", "-a"],
+        &["--instance", "staging"],
+        &["--instance", "Prod-a"],
+    ] {
+        let e = parse(bad).resolve_for(&root).unwrap_err();
+        assert!(
+            chain(&e).contains("--instance") || matches!(e, ConfigError::Name(_)),
+            "{bad:?}: {e}"
+        );
+    }
+}

@@ -145,7 +145,11 @@ async fn the_http_api_listens_on_loopback_by_default() {
         .http(None, "127.0.0.1:4783")
         .start()
         .unwrap();
-    assert!(cat.log().contains("http=127.0.0.1:4783"), "{}", cat.log());
+    // Logged as the port starts serving, which may follow the first accept.
+    eventually("the HTTP address logged", || {
+        cat.log().contains("http=127.0.0.1:4783")
+    })
+    .await;
     assert_eq!(get_json(&cat.http, "/app").await.0, 200);
     // Another loopback address of the same machine is not listened on.
     let e = tokio::net::TcpStream::connect("127.0.0.2:4783")

@@ -9,15 +9,18 @@ use crate::Error;
 static NEXT_ADDR: AtomicUsize = AtomicUsize::new(0);
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 
-/// A free port on its own loopback address: 127.B.C.D with B from our PID
-/// (two test binaries running at once use different addresses) and C.D
-/// counting up, so each catalogue has an address of its own.
+/// A free port on its own loopback address: 127.B.C.D with B and C from
+/// our PID (two test binaries running at once use different addresses) and
+/// C.D counting up, so each catalogue has an address of its own.
 pub fn fresh_addr() -> String {
     let n = NEXT_ADDR.fetch_add(1, Ordering::Relaxed);
     let ip = format!(
         "127.{}.{}.{}",
         1 + std::process::id() % 200,
-        (n / 250) % 256,
+        // More of the PID here too: test binaries of several checkouts may
+        // run at once, and two PIDs equal modulo 200 would otherwise walk
+        // the same addresses in the same order.
+        (std::process::id() as usize / 200 + n / 250) % 256,
         n % 250 + 2
     );
     let l = TcpListener::bind(format!("{ip}:0")).expect("bind a free loopback port");

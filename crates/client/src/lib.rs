@@ -11,6 +11,8 @@
 //!   stays equal to the catalogue's view across reconnects.
 //! - [`Check`]: a watchdog check declared with a registration (the
 //!   catalogue probes the service and withdraws it while it fails).
+//! - [`Instance::to_json`]: the instance model (docs/MODEL.md) of a
+//!   received instance.
 //! - [`Resolver`]: a live cache answering `resolve(name)` in locality order.
 //!
 //! - [`TlsOptions`]: TLS to TCP endpoints (CA, and a certificate to
@@ -22,6 +24,7 @@
 
 mod check;
 mod connection;
+mod model;
 mod registration;
 mod resolver;
 mod subscription;

@@ -1,0 +1,4 @@
+//! The client subcommands that grew beyond a few lines, one file each.
+
+pub(crate) mod select;
+pub(crate) mod watch;

@@ -1,0 +1,238 @@
+//! The `rarangi` command line against real catalogues: exact lookups
+//! and `--regex`, filters, the JSON instance model, `watch --exec`, and
+//! `watch` going stale and resynchronising when its catalogue restarts.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use rarangi_client::{register, Attrs, Registration};
+use serde_json::Value;
+
+/// `rarangi ARGS --env ENV --catalogue ADDR`: exit code and stdout.
+fn run(cat: &Cat, args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .args(["--env", &cat.env, "--catalogue", &cat.addr])
+        .output()
+        .expect("run rarangi");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+async fn reg(cat: &Cat, uri: &str, attrs: &[(&str, &str)]) -> Registration {
+    let attrs: Attrs = attrs.iter().copied().collect();
+    register(&cat.opts(), uri, attrs).await.unwrap()
+}
+
+/// A scratch directory of this test.
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rarangi-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A child process killed (by its PID) when the test ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `rarangi watch ARGS` at `cat`, stdout and stderr into files in `dir`.
+fn spawn_watch(cat: &Cat, dir: &Path, args: &[&str]) -> Proc {
+    let out = std::fs::File::create(dir.join("stdout")).unwrap();
+    let err = std::fs::File::create(dir.join("stderr")).unwrap();
+    Proc(
+        Command::new(BIN)
+            .arg("watch")
+            .args(args)
+            .args(["--env", &cat.env, "--catalogue", &cat.addr])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn lookup_matches_the_name_exactly_and_filters() {
+    let a = cat("clitest", "east", &[]);
+    let _o1 = reg(&a, "tcp://10.0.0.1:80/orders", &[("zone", "a"), ("tier", "1")]).await;
+    let _o2 = reg(&a, "tcp://10.0.0.2:80/orders/v2", &[("zone", "b")]).await;
+    let _db = reg(&a, "tcp://orders-db.local:5432/pg", &[]).await;
+    let _od = reg(&a, "tcp://10.0.0.3:80/orders-db", &[]).await;
+    eventually_lookup(
+        &a,
+        "",
+        &[
+            "tcp://10.0.0.1:80/orders",
+            "tcp://10.0.0.2:80/orders/v2",
+            "tcp://orders-db.local:5432/pg",
+            "tcp://10.0.0.3:80/orders-db",
+        ],
+    )
+    .await;
+
+    let (code, out) = run(&a, &["lookup", "orders"]);
+    assert_eq!(code, 0);
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["tcp://10.0.0.1:80/orders", "tcp://10.0.0.2:80/orders/v2"]);
+
+    // The old behaviour, as a pattern.
+    let (_, out) = run(&a, &["lookup", "--regex", "orders"]);
+    assert_eq!(out.lines().count(), 4, "{out}");
+    let (_, out) = run(&a, &["lookup", "--regex", "^tcp://orders-db"]);
+    assert_eq!(out.trim(), "tcp://orders-db.local:5432/pg");
+
+    let (_, out) = run(&a, &["lookup", "orders", "--attr", "zone=a", "--attr", "tier=1"]);
+    assert_eq!(out.trim(), "tcp://10.0.0.1:80/orders");
+    let (code, out) = run(&a, &["lookup", "orders", "--attr", "zone=a", "--attr", "tier=2"]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    let (_, out) = run(&a, &["lookup", "orders", "--cluster", "east"]);
+    assert_eq!(out.lines().count(), 2);
+    let (code, _) = run(&a, &["lookup", "orders", "--cluster", "west"]);
+    assert_eq!(code, 1);
+    let (code, _) = run(&a, &["lookup", "nothing"]);
+    assert_eq!(code, 1);
+
+    // The instance model (docs/MODEL.md).
+    let (_, out) = run(&a, &["lookup", "orders", "--attr", "zone=a", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let i = &v.as_array().unwrap()[0];
+    assert_eq!(i["name"], "orders");
+    assert_eq!(i["id"], "10.0.0.1:80");
+    assert_eq!(i["service"], "tcp://10.0.0.1:80/orders");
+    assert_eq!(i["address"], "10.0.0.1");
+    assert_eq!(i["port"], 80);
+    assert_eq!(i["cluster"], "east");
+    assert_eq!(i["catalogue"], format!("x-tvnetcs://{}/", a.addr));
+    assert_eq!(i["attrs"], serde_json::json!({"zone": "a", "tier": "1"}));
+    assert_eq!(i["master"], false);
+    assert!(i["updated_at"].as_str().unwrap().ends_with('Z'), "{i}");
+}
+
+#[tokio::test]
+async fn watch_runs_its_handler_with_the_instances_and_again_on_change() {
+    let a = cat("clitest", "east", &[]);
+    let _o1 = reg(&a, "tcp://10.0.0.1:80/orders", &[]).await;
+    let _db = reg(&a, "tcp://orders-db.local:5432/pg", &[]).await;
+    eventually_lookup(
+        &a,
+        "",
+        &["tcp://10.0.0.1:80/orders", "tcp://orders-db.local:5432/pg"],
+    )
+    .await;
+    let dir = scratch("exec");
+    let handler = format!("cat > {0}/last.json; echo run >> {0}/runs", dir.display());
+    let _w = spawn_watch(&a, &dir, &["orders", "--exec", &handler]);
+    let names = |dir: &Path| -> Option<Vec<String>> {
+        let v: Value = serde_json::from_str(&read(&dir.join("last.json"))).ok()?;
+        let mut n: Vec<String> = v
+            .as_array()?
+            .iter()
+            .map(|i| i["service"].as_str().unwrap().to_owned())
+            .collect();
+        n.sort();
+        Some(n)
+    };
+    eventually("the handler sees the first snapshot", || {
+        names(&dir) == Some(vec!["tcp://10.0.0.1:80/orders".into()])
+    })
+    .await;
+    let o2 = reg(&a, "tcp://10.0.0.2:80/orders", &[]).await;
+    eventually("the handler sees the new instance", || {
+        names(&dir)
+            == Some(vec![
+                "tcp://10.0.0.1:80/orders".into(),
+                "tcp://10.0.0.2:80/orders".into(),
+            ])
+    })
+    .await;
+    drop(o2);
+    eventually("the handler sees it go", || {
+        names(&dir) == Some(vec!["tcp://10.0.0.1:80/orders".into()])
+    })
+    .await;
+    eventually("exit statuses reported", || {
+        read(&dir.join("stderr")).contains("handler exited with")
+    })
+    .await;
+    let out = read(&dir.join("stdout"));
+    assert!(out.starts_with("tcp://10.0.0.1:80/orders\n"), "{out}");
+    assert!(
+        out.contains("+ tcp://10.0.0.2:80/orders\n") && out.contains("- tcp://10.0.0.2:80/orders\n"),
+        "{out}"
+    );
+    assert!(!out.contains("orders-db"), "{out}");
+}
+
+#[tokio::test]
+async fn watch_goes_stale_and_resynchronises_when_its_catalogue_restarts() {
+    let mut a = cat("clitest", "east", &[]);
+    let gone = reg(&a, "tcp://10.0.0.1:80/orders", &[]).await;
+    eventually_lookup(&a, "", &["tcp://10.0.0.1:80/orders"]).await;
+    let dir = scratch("stale");
+    let _w = spawn_watch(&a, &dir, &["orders"]);
+    eventually("the snapshot", || {
+        read(&dir.join("stdout")) == "tcp://10.0.0.1:80/orders\n"
+    })
+    .await;
+    a.kill();
+    drop(gone);
+    eventually("the stale mark", || {
+        read(&dir.join("stdout")).contains("! stale: catalogue lost, reconnecting\n")
+    })
+    .await;
+    assert!(read(&dir.join("stderr")).contains("lost catalogue"));
+    a.restart().unwrap();
+    let _new = reg(&a, "tcp://10.0.0.2:80/orders", &[]).await;
+    eventually("the resync", || {
+        let out = read(&dir.join("stdout"));
+        out.contains("- tcp://10.0.0.1:80/orders\n")
+            && out.contains("+ tcp://10.0.0.2:80/orders\n")
+            && out.contains("! synced: ")
+    })
+    .await;
+    assert!(read(&dir.join("stderr")).contains("is back"));
+}
+
+#[tokio::test]
+async fn watch_json_reports_events_and_staleness() {
+    let mut a = cat("clitest", "east", &[]);
+    let _o = reg(&a, "tcp://10.0.0.1:80/orders", &[("zone", "a")]).await;
+    eventually_lookup(&a, "", &["tcp://10.0.0.1:80/orders"]).await;
+    let dir = scratch("json");
+    let _w = spawn_watch(&a, &dir, &["orders", "--json"]);
+    let events = |dir: &Path| -> Vec<Value> {
+        read(&dir.join("stdout"))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    eventually("the snapshot", || events(&dir).len() == 2).await;
+    let ev = events(&dir);
+    assert_eq!(ev[0]["event"], "added");
+    assert_eq!(ev[0]["snapshot"], true);
+    assert_eq!(ev[0]["instance"]["attrs"]["zone"], "a");
+    assert_eq!(ev[1], serde_json::json!({"event": "synced"}));
+    a.kill();
+    eventually("the stale event", || {
+        events(&dir).contains(&serde_json::json!({"event": "stale"}))
+    })
+    .await;
+}

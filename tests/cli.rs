@@ -2,6 +2,7 @@
 //! and `--regex`, filters, the JSON instance model, `watch --exec`, and
 //! `watch` going stale and resynchronising when its catalogue restarts.
 
+#[allow(unused_imports)] // the shared re-exports this file does not use
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -235,4 +236,71 @@ async fn watch_json_reports_events_and_staleness() {
         events(&dir).contains(&serde_json::json!({"event": "stale"}))
     })
     .await;
+}
+
+#[tokio::test]
+async fn register_says_when_it_loses_its_catalogue_and_when_it_is_back() {
+    let mut a = cat("clitest", "east", &[]);
+    let dir = scratch("register");
+    let err = std::fs::File::create(dir.join("stderr")).unwrap();
+    let _r = Proc(
+        Command::new(BIN)
+            .args(["register", "tcp://10.0.0.9:80/orders"])
+            .args(["--env", &a.env, "--catalogue", &a.addr])
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap(),
+    );
+    eventually_lookup(&a, "", &["tcp://10.0.0.9:80/orders"]).await;
+    a.kill();
+    eventually("the loss reported", || {
+        read(&dir.join("stderr")).contains("lost catalogue")
+    })
+    .await;
+    a.restart().unwrap();
+    eventually("the return reported", || {
+        read(&dir.join("stderr")).contains("registered tcp://10.0.0.9:80/orders again at")
+    })
+    .await;
+    eventually_lookup(&a, "", &["tcp://10.0.0.9:80/orders"]).await;
+}
+
+#[tokio::test]
+async fn members_lists_catalogues_reachability_leader_and_links() {
+    let a = cat("clitest", "east", &[]);
+    let mut b = cat("clitest", "west", &[&a.addr]);
+    let members = |a: &Cat| -> Vec<Value> {
+        let (code, out) = run(a, &["members", "--json"]);
+        assert_eq!(code, 0, "{out}");
+        serde_json::from_str::<Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let deadline = Deadline::default();
+    loop {
+        let m = members(&a);
+        if m.len() == 2 && m.iter().all(|c| c["reachable"] == true && c["links"] == 1) {
+            assert_eq!(m.iter().filter(|c| c["leader"] == true).count(), 1, "{m:?}");
+            let west = m.iter().find(|c| c["cluster"] == "west").unwrap();
+            assert_eq!(west["uri"], format!("x-tvnetcs://{}/", b.addr));
+            break;
+        }
+        deadline.retry(|| format!("members {m:?}")).await;
+    }
+    let (_, text) = run(&a, &["members"]);
+    assert!(text.contains("leader") && text.contains("reachable"), "{text}");
+    b.kill();
+    let deadline = Deadline::default();
+    loop {
+        let m = members(&a);
+        if m.iter()
+            .any(|c| c["cluster"] == "west" && c["reachable"] == false)
+        {
+            break;
+        }
+        deadline.retry(|| format!("members {m:?}")).await;
+    }
 }

@@ -3,7 +3,6 @@
 mod cmd;
 mod tls;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,7 +10,6 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use rarangi_client::{register, Connection, Endpoint, Options, TlsOptions};
 use rarangi_proto::{Attrs, CatalogueUri, Message};
-use serde_json::json;
 
 /// Rarangi: a distributed service catalogue.
 ///
@@ -172,6 +170,15 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// List the catalogues: cluster, reachable or not from the catalogue
+    /// asked, the leader, and each one's link count.
+    Members {
+        /// Print a JSON array: {"uri","cluster","reachable","leader","links"}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Remove an unreachable catalogue from every topology now, with its
     /// links and services, instead of waiting for --reap-after. Refused for
     /// a catalogue that is reachable (stop it instead: it leaves by itself)
@@ -226,7 +233,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             exec,
             target,
         } => cmd::watch::watch(&select, json, exec, &target).await,
-        Command::Topology { json, target } => topology(json, &target).await,
+        Command::Topology { json, target } => cmd::topology::topology(json, &target).await,
+        Command::Members { json, target } => cmd::topology::members(json, &target).await,
         Command::ForceLeave { uri, target } => force_leave(&uri, &target).await,
         Command::Tls(cmd) => tls::run(&cmd).map(|()| ExitCode::SUCCESS),
     }
@@ -322,73 +330,4 @@ async fn force_leave(uri: &str, target: &Target) -> Result<ExitCode> {
             None => bail!("the catalogue closed the connection"),
         }
     }
-}
-
-async fn topology(as_json: bool, target: &Target) -> Result<ExitCode> {
-    let mut conn = Connection::connect(&target.options()).await?;
-    conn.send(&Message::SubLink).await?;
-    let mut catalogues: BTreeMap<CatalogueUri, String> = BTreeMap::new();
-    let mut links: BTreeSet<(CatalogueUri, CatalogueUri)> = BTreeSet::new();
-    // Reachability and the leader are the catalogue's own (REACHABLE), not
-    // computed again here.
-    let mut reach: Option<(CatalogueUri, BTreeSet<CatalogueUri>)> = None;
-    loop {
-        match conn.recv().await? {
-            Some(Message::SubLink) => break,
-            Some(Message::Catalogue {
-                catalogue, cluster, ..
-            }) => {
-                catalogues.insert(catalogue, cluster);
-            }
-            Some(Message::AddLink { a, b, .. }) => {
-                links.insert((a, b));
-            }
-            Some(Message::Reachable { leader, reachable }) => {
-                reach = Some((leader, reachable.into_iter().collect()));
-            }
-            Some(Message::Error { code, text }) => bail!("{code}: {text}"),
-            Some(_) => {}
-            None => bail!("the catalogue closed the connection"),
-        }
-    }
-    let Some((leader, reachable)) = reach else {
-        bail!("the catalogue sent no REACHABLE line before the end of its topology snapshot; it is older than this rarangi: upgrade it");
-    };
-    for (a, b) in &links {
-        catalogues.entry(a.clone()).or_default();
-        catalogues.entry(b.clone()).or_default();
-    }
-    let me = conn.catalogue.clone();
-    if as_json {
-        let cats: Vec<_> = catalogues
-            .iter()
-            .map(|(u, c)| json!({"uri": u.as_str(), "cluster": c, "reachable": reachable.contains(u)}))
-            .collect();
-        let ls: Vec<_> = links
-            .iter()
-            .map(|(a, b)| json!([a.as_str(), b.as_str()]))
-            .collect();
-        let v = json!({"catalogue": me.as_str(), "leader": leader.as_str(), "catalogues": cats, "links": ls,
-            "reachable": reachable.iter().map(|u| u.as_str()).collect::<Vec<_>>()});
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        println!("catalogue {me}");
-        println!("leader    {leader}");
-        println!("catalogues:");
-        for (u, c) in &catalogues {
-            let mark = if *u == me {
-                "self"
-            } else if reachable.contains(u) {
-                "reachable"
-            } else {
-                "UNREACHABLE"
-            };
-            println!("  {u}  cluster={c}  {mark}");
-        }
-        println!("links:");
-        for (a, b) in &links {
-            println!("  {a} -- {b}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }

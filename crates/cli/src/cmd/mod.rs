@@ -1,4 +1,5 @@
 //! The client subcommands that grew beyond a few lines, one file each.
 
 pub(crate) mod select;
+pub(crate) mod topology;
 pub(crate) mod watch;

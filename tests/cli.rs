@@ -304,3 +304,144 @@ async fn members_lists_catalogues_reachability_leader_and_links() {
         deadline.retry(|| format!("members {m:?}")).await;
     }
 }
+
+/// `rarangi ARGS --http ADDR [more]` with `stdin`: exit code, stdout, stderr.
+fn run_http(addr: &str, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .args(["--http", addr])
+        .env_remove("RARANGI_HTTP_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn config_round_trip_from_a_file_and_stdin_and_watch() {
+    let a = cat("clitest", "east", &[]);
+    let dir = scratch("config");
+    let file = dir.join("billing.json");
+    std::fs::write(&file, r#"{"rate": 1}"#).unwrap();
+    let h = a.http.as_str();
+    let (code, _, err) = run_http(
+        h,
+        &["config", "put", "billing", &file.display().to_string()],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run_http(h, &["config", "get", "billing"], None);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        serde_json::json!({"rate": 1})
+    );
+    let (_, out, _) = run_http(h, &["config", "get", "billing", "--json"], None);
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["config"]["rate"], 1);
+    assert!(doc["updated_at"].is_string(), "{doc}");
+
+    // A body that is not JSON is refused before anything is sent.
+    let (code, _, err) = run_http(h, &["config", "put", "billing"], Some("rate = 2"));
+    assert_eq!(code, 2);
+    assert!(err.contains("not JSON"), "{err}");
+
+    let wdir = scratch("config-watch");
+    let out_file = std::fs::File::create(wdir.join("stdout")).unwrap();
+    let _w = Proc(
+        Command::new(BIN)
+            .args(["config", "watch", "billing", "--http", h])
+            .stdout(out_file)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    eventually("the first version", || {
+        read(&wdir.join("stdout")) == "{\"rate\":1}\n"
+    })
+    .await;
+    let (code, _, err) = run_http(h, &["config", "put", "billing", "-"], Some(r#"{"rate": 2}"#));
+    assert_eq!(code, 0, "{err}");
+    eventually("the new version", || {
+        read(&wdir.join("stdout")) == "{\"rate\":1}\n{\"rate\":2}\n"
+    })
+    .await;
+    let (_, out, _) = run_http(h, &["config", "list"], None);
+    assert_eq!(out, "billing\n");
+    let (_, out, _) = run_http(h, &["config", "list", "--json"], None);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        serde_json::json!(["billing"])
+    );
+    let (code, _, err) = run_http(h, &["config", "delete", "billing"], None);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run_http(h, &["config", "get", "billing"], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("404"), "{err}");
+    eventually("the deletion", || read(&wdir.join("stdout")).ends_with("null\n")).await;
+
+    // Nothing listening: a clear error.
+    let (code, _, err) = run_http(&fresh_addr(), &["config", "list"], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("no catalogue HTTP API at"), "{err}");
+}
+
+#[tokio::test]
+async fn config_and_hooks_with_a_token() {
+    let dir = scratch("token");
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, "w-7f3a write\n").unwrap();
+    let a = Cat::options("clitest")
+        .bin(BIN)
+        .args(["--http-token-file", &tokens.display().to_string()])
+        .start()
+        .unwrap();
+    let h = a.http.as_str();
+    let (code, _, err) = run_http(h, &["config", "list"], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("needs a token: --token"), "{err}");
+    let t = ["--token", "w-7f3a"];
+    let args = |a: &[&'static str]| -> Vec<&'static str> { a.iter().chain(&t).copied().collect() };
+    let (code, _, err) = run_http(h, &args(&["config", "put", "orders"]), Some("{}"));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run_http(
+        h,
+        &args(&["hooks", "add", "orders", "notify", "http://127.0.0.1:9/notify"]),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run_http(h, &args(&["hooks", "list", "orders"]), None);
+    assert_eq!(out, "notify\thttp://127.0.0.1:9/notify\n");
+    let (_, out, _) = run_http(h, &args(&["hooks", "list", "orders", "--json"]), None);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["name"], "notify");
+    let (code, _, err) = run_http(
+        h,
+        &args(&["hooks", "add", "orders", "--srv", "s1", "http://127.0.0.1:9/s"]),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run_http(h, &args(&["hooks", "list", "--srv", "orders"]), None);
+    assert_eq!(out, "s1\thttp://127.0.0.1:9/s\n");
+    let (code, _, err) = run_http(h, &args(&["hooks", "delete", "orders", "notify"]), None);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run_http(h, &args(&["hooks", "list", "orders"]), None);
+    assert_eq!(out, "");
+    // The token from the environment works too.
+    let out = Command::new(BIN)
+        .args(["config", "list", "--http", h])
+        .env("RARANGI_HTTP_TOKEN", "w-7f3a")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "orders\n");
+}

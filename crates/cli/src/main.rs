@@ -189,6 +189,12 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Configuration documents (/app) over the HTTP API.
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCommand),
+    /// Web-hooks on documents and services over the HTTP API.
+    #[command(subcommand)]
+    Hooks(cmd::config::HooksCommand),
     /// Make a certificate authority and certificates for mutual TLS.
     #[command(subcommand)]
     Tls(tls::TlsCommand),
@@ -236,6 +242,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Topology { json, target } => cmd::topology::topology(json, &target).await,
         Command::Members { json, target } => cmd::topology::members(json, &target).await,
         Command::ForceLeave { uri, target } => force_leave(&uri, &target).await,
+        Command::Config(c) => cmd::config::config(&c).await,
+        Command::Hooks(c) => cmd::config::hooks(&c).await,
         Command::Tls(cmd) => tls::run(&cmd).map(|()| ExitCode::SUCCESS),
     }
 }

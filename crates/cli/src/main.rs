@@ -1,18 +1,16 @@
 //! The `rarangi` command.
 
+mod cmd;
 mod man;
 mod tls;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
-use futures::StreamExt;
-use rarangi_client::{register, subscribe, Connection, Endpoint, Event, Instance, Options, TlsOptions};
+use rarangi_client::{register, Connection, Endpoint, Options, TlsOptions};
 use rarangi_proto::{Attrs, CatalogueUri, Message};
-use serde_json::json;
 
 /// Rarangi: a distributed service catalogue.
 ///
@@ -29,7 +27,7 @@ struct Cli {
 
 /// Options shared by the client commands.
 #[derive(clap::Args, Clone)]
-struct Target {
+pub(crate) struct Target {
     /// Environment to talk to.
     #[arg(long, env = "RARANGI_ENV", default_value = "development")]
     env: String,
@@ -52,7 +50,7 @@ struct Target {
 }
 
 impl Target {
-    fn options(&self) -> Options {
+    pub(crate) fn options(&self) -> Options {
         let opts = match (&self.catalogue, &self.unix) {
             (Some(addr), _) => Options::endpoints(&self.env, vec![Endpoint::Tcp(addr.clone())]),
             (None, Some(path)) => Options::endpoints(&self.env, vec![Endpoint::Unix(path.clone())]),
@@ -132,25 +130,35 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Print the services matching REGEX, one URI per line, nearest first.
-    /// Exits 1 when nothing matches.
+    /// Print the instances of service NAME (or matching --regex), one URI
+    /// per line, nearest first. Exits 1 when nothing matches.
     Lookup {
-        /// Regular expression matched against service URIs ("" for all).
-        regex: String,
-        /// Print JSON.
+        #[command(flatten)]
+        select: cmd::select::Selection,
+        /// Print a JSON array of instances (docs/MODEL.md).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         target: Target,
     },
-    /// Print the services matching REGEX, then `+ URI` / `- URI` as they
-    /// come and go, until stopped.
+    /// Print the instances of service NAME (or matching --regex), then
+    /// `+ URI` / `- URI` as they come and go, until stopped. While the
+    /// catalogue is lost it prints `! stale: catalogue lost, reconnecting`,
+    /// then what changed meanwhile and `! synced: CATALOGUE`.
     Watch {
-        /// Regular expression matched against service URIs ("" for all).
-        regex: String,
-        /// Print one JSON object per line.
+        #[command(flatten)]
+        select: cmd::select::Selection,
+        /// Print one JSON object per line: {"event":"added"|"removed",
+        /// "snapshot":BOOL,"instance":{...}}, {"event":"synced"},
+        /// {"event":"stale"}.
         #[arg(long)]
         json: bool,
+        /// Run CMD (with `sh -c`) after the first snapshot and on each
+        /// change, the current instances as a JSON array on its stdin; one
+        /// run at a time (changes during a run cause one more run after
+        /// it). Its exit status is reported on stderr.
+        #[arg(long, value_name = "CMD")]
+        exec: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -158,6 +166,15 @@ enum Command {
     /// one can reach, and the leader.
     Topology {
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List the catalogues: cluster, reachable or not from the catalogue
+    /// asked, the leader, and each one's link count.
+    Members {
+        /// Print a JSON array: {"uri","cluster","reachable","leader","links"}.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -173,6 +190,12 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Configuration documents (/app) over the HTTP API.
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCommand),
+    /// Web-hooks on documents and services over the HTTP API.
+    #[command(subcommand)]
+    Hooks(cmd::config::HooksCommand),
     /// Make a certificate authority and certificates for mutual TLS.
     #[command(subcommand)]
     Tls(tls::TlsCommand),
@@ -217,10 +240,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             check,
             target,
         } => register_cmd(&service, &attrs, &check, &target).await,
-        Command::Lookup { regex, json, target } => lookup(&regex, json, &target).await,
-        Command::Watch { regex, json, target } => watch(&regex, json, &target).await,
-        Command::Topology { json, target } => topology(json, &target).await,
+        Command::Lookup { select, json, target } => cmd::select::lookup(&select, json, &target).await,
+        Command::Watch {
+            select,
+            json,
+            exec,
+            target,
+        } => cmd::watch::watch(&select, json, exec, &target).await,
+        Command::Topology { json, target } => cmd::topology::topology(json, &target).await,
+        Command::Members { json, target } => cmd::topology::members(json, &target).await,
         Command::ForceLeave { uri, target } => force_leave(&uri, &target).await,
+        Command::Config(c) => cmd::config::config(&c).await,
+        Command::Hooks(c) => cmd::config::hooks(&c).await,
         Command::Tls(cmd) => tls::run(&cmd).map(|()| ExitCode::SUCCESS),
         Command::Man { dir } => {
             for page in man::write_pages(Cli::command(), &dir)? {
@@ -249,7 +280,7 @@ async fn serve(args: rarangi_server::ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
     tokio::select! {
@@ -258,7 +289,7 @@ async fn wait_for_signal() {
     }
 }
 
-fn parse_attrs(attrs: &[String]) -> Result<Attrs> {
+pub(crate) fn parse_attrs(attrs: &[String]) -> Result<Attrs> {
     attrs
         .iter()
         .map(|a| match a.split_once('=') {
@@ -282,88 +313,27 @@ async fn register_cmd(
     if let Some(c) = reg.catalogue() {
         eprintln!("registered {service} at {c}; stop with Ctrl-C to deregister");
     }
-    wait_for_signal().await;
-    drop(reg);
-    Ok(ExitCode::SUCCESS)
-}
-
-fn instance_json(i: &Instance) -> serde_json::Value {
-    json!({
-        "service": i.service.as_str(),
-        "name": i.service.name(),
-        "instance": i.service.instance(),
-        "catalogue": i.catalogue.as_str(),
-        "cluster": i.cluster,
-        "attrs": i.attrs.0,
-    })
-}
-
-async fn lookup(regex: &str, as_json: bool, target: &Target) -> Result<ExitCode> {
-    let (_, ordered) = rarangi_client::lookup(&target.options(), regex).await?;
-    if as_json {
-        let list: Vec<_> = ordered.iter().map(instance_json).collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
-    } else {
-        for i in &ordered {
-            println!("{}", i.service);
-        }
-    }
-    Ok(if ordered.is_empty() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-async fn watch(regex: &str, as_json: bool, target: &Target) -> Result<ExitCode> {
-    use std::io::Write;
-    let mut sub = subscribe(&target.options(), regex).await?;
-    // Print per URI: the same URI registered at two catalogues is one line.
-    let mut count: BTreeMap<String, usize> = BTreeMap::new();
-    let mut synced = false;
-    let mut out = std::io::stdout();
+    let mut at = reg.watch_catalogue();
+    let mut held = at.borrow_and_update().clone();
     loop {
-        let ev = tokio::select! {
-            ev = sub.next() => ev,
+        tokio::select! {
             _ = wait_for_signal() => break,
-        };
-        let Some(ev) = ev else { break };
-        match &ev {
-            Event::Added(i) | Event::Removed(i) => {
-                let added = matches!(ev, Event::Added(_));
-                let uri = i.service.to_string();
-                let n = count.entry(uri.clone()).or_default();
-                let before = *n;
-                if added {
-                    *n += 1;
-                } else {
-                    *n = n.saturating_sub(1);
+            r = at.changed() => {
+                if r.is_err() {
+                    eprintln!("rarangi: cannot re-register {service}; giving up");
+                    return Ok(ExitCode::from(1));
                 }
-                let (was, is) = (before > 0, *n > 0);
-                if as_json {
-                    let what = if added { "added" } else { "removed" };
-                    writeln!(
-                        out,
-                        "{}",
-                        json!({"event": what, "snapshot": !synced, "instance": instance_json(i)})
-                    )?;
-                } else if was != is {
-                    match (synced, is) {
-                        (false, true) => writeln!(out, "{uri}")?,
-                        (_, true) => writeln!(out, "+ {uri}")?,
-                        (_, false) => writeln!(out, "- {uri}")?,
-                    }
+                let now = at.borrow_and_update().clone();
+                match (&held, &now) {
+                    (Some(c), None) => eprintln!("rarangi: lost catalogue {c}; re-registering {service}"),
+                    (_, Some(c)) => eprintln!("rarangi: registered {service} again at {c}"),
+                    (None, None) => {}
                 }
-            }
-            Event::Synced => {
-                if as_json && !synced {
-                    writeln!(out, "{}", json!({"event": "synced"}))?;
-                }
-                synced = true;
+                held = now;
             }
         }
-        out.flush()?;
     }
+    drop(reg);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -387,73 +357,4 @@ async fn force_leave(uri: &str, target: &Target) -> Result<ExitCode> {
             None => bail!("the catalogue closed the connection"),
         }
     }
-}
-
-async fn topology(as_json: bool, target: &Target) -> Result<ExitCode> {
-    let mut conn = Connection::connect(&target.options()).await?;
-    conn.send(&Message::SubLink).await?;
-    let mut catalogues: BTreeMap<CatalogueUri, String> = BTreeMap::new();
-    let mut links: BTreeSet<(CatalogueUri, CatalogueUri)> = BTreeSet::new();
-    // Reachability and the leader are the catalogue's own (REACHABLE), not
-    // computed again here.
-    let mut reach: Option<(CatalogueUri, BTreeSet<CatalogueUri>)> = None;
-    loop {
-        match conn.recv().await? {
-            Some(Message::SubLink) => break,
-            Some(Message::Catalogue {
-                catalogue, cluster, ..
-            }) => {
-                catalogues.insert(catalogue, cluster);
-            }
-            Some(Message::AddLink { a, b, .. }) => {
-                links.insert((a, b));
-            }
-            Some(Message::Reachable { leader, reachable }) => {
-                reach = Some((leader, reachable.into_iter().collect()));
-            }
-            Some(Message::Error { code, text }) => bail!("{code}: {text}"),
-            Some(_) => {}
-            None => bail!("the catalogue closed the connection"),
-        }
-    }
-    let Some((leader, reachable)) = reach else {
-        bail!("the catalogue sent no REACHABLE line before the end of its topology snapshot; it is older than this rarangi: upgrade it");
-    };
-    for (a, b) in &links {
-        catalogues.entry(a.clone()).or_default();
-        catalogues.entry(b.clone()).or_default();
-    }
-    let me = conn.catalogue.clone();
-    if as_json {
-        let cats: Vec<_> = catalogues
-            .iter()
-            .map(|(u, c)| json!({"uri": u.as_str(), "cluster": c, "reachable": reachable.contains(u)}))
-            .collect();
-        let ls: Vec<_> = links
-            .iter()
-            .map(|(a, b)| json!([a.as_str(), b.as_str()]))
-            .collect();
-        let v = json!({"catalogue": me.as_str(), "leader": leader.as_str(), "catalogues": cats, "links": ls,
-            "reachable": reachable.iter().map(|u| u.as_str()).collect::<Vec<_>>()});
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        println!("catalogue {me}");
-        println!("leader    {leader}");
-        println!("catalogues:");
-        for (u, c) in &catalogues {
-            let mark = if *u == me {
-                "self"
-            } else if reachable.contains(u) {
-                "reachable"
-            } else {
-                "UNREACHABLE"
-            };
-            println!("  {u}  cluster={c}  {mark}");
-        }
-        println!("links:");
-        for (a, b) in &links {
-            println!("  {a} -- {b}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }

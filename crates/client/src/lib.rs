@@ -8,9 +8,14 @@
 //!   [`Registration`] lives, reconnecting (and failing over between sides)
 //!   when the catalogue goes away. Dropping it deregisters.
 //! - [`subscribe`]: a stream of [`Event`]s for a regular expression that
-//!   stays equal to the catalogue's view across reconnects.
+//!   stays equal to the catalogue's view across reconnects;
+//!   [`Subscription::connected`] tells when it has lost its catalogue (its
+//!   view may be stale) and when it is back, as
+//!   [`Registration::watch_catalogue`] does for a registration.
 //! - [`Check`]: a watchdog check declared with a registration (the
 //!   catalogue probes the service and withdraws it while it fails).
+//! - [`Instance::to_json`]: the instance model (docs/MODEL.md) of a
+//!   received instance.
 //! - [`Resolver`]: a live cache answering `resolve(name)` in locality order.
 //!
 //! - [`TlsOptions`]: TLS to TCP endpoints (CA, and a certificate to
@@ -22,6 +27,7 @@
 
 mod check;
 mod connection;
+mod model;
 mod registration;
 mod resolver;
 mod subscription;

@@ -22,6 +22,12 @@ impl Registration {
         self.at.borrow().clone()
     }
 
+    /// The holding catalogue as it changes (None while reconnecting), to
+    /// report losing the catalogue and getting it back.
+    pub fn watch_catalogue(&self) -> watch::Receiver<Option<CatalogueUri>> {
+        self.at.clone()
+    }
+
     /// Waits until the registration is held by a catalogue other than
     /// `not` (or any, when None), for at most `timeout`.
     pub async fn wait_registered(

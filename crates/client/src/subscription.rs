@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use rarangi_proto::{Attrs, CatalogueUri, Message, ServiceUri};
-use tokio::sync::{mpsc, oneshot};
+use rarangi_proto::{Attrs, CatalogueUri, Message, ServiceUri, Ts};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::connection::{Connection, Error, Options};
@@ -23,6 +23,8 @@ pub struct Instance {
     pub cluster: String,
     /// Registration metadata.
     pub attrs: Attrs,
+    /// The record's version (its registering catalogue's hybrid clock).
+    pub ts: Ts,
 }
 
 /// A change seen by a subscription.
@@ -51,6 +53,7 @@ pub struct Subscription {
     rx: mpsc::UnboundedReceiver<Event>,
     task: JoinHandle<()>,
     pub(crate) home: Arc<Mutex<Home>>,
+    connected: watch::Receiver<Option<CatalogueUri>>,
 }
 
 impl Stream for Subscription {
@@ -64,6 +67,22 @@ impl Subscription {
     /// The next event.
     pub async fn next_event(&mut self) -> Option<Event> {
         self.rx.recv().await
+    }
+
+    /// `instances` in locality order from the catalogue this subscription
+    /// follows (its own, then its cluster's, then the rest), one per URI:
+    /// what `lookup` returns.
+    pub fn nearest(&self, instances: Vec<Instance>) -> Vec<Instance> {
+        let home = self.home.lock().expect("not poisoned").clone();
+        crate::resolver::order_by_locality(instances, home.catalogue.as_ref(), &home.cluster)
+    }
+
+    /// The catalogue the subscription follows, None while it has lost it
+    /// and is reconnecting (its view may then be stale). Set to None as
+    /// soon as the connection ends, and back to the catalogue just before
+    /// the [`Event::Synced`] that ends the resynchronising diff.
+    pub fn connected(&self) -> watch::Receiver<Option<CatalogueUri>> {
+        self.connected.clone()
     }
 }
 
@@ -82,9 +101,20 @@ pub async fn subscribe(opts: &Options, regex: &str) -> Result<Subscription, Erro
     let (tx, rx) = mpsc::unbounded_channel();
     let (first_tx, first_rx) = oneshot::channel();
     let home = Arc::new(Mutex::new(Home::default()));
-    let task = tokio::spawn(run(opts.clone(), regex.to_owned(), tx, first_tx, home.clone()));
+    let (status_tx, connected) = watch::channel(None);
+    let link = Link {
+        tx,
+        status: status_tx,
+        home: home.clone(),
+    };
+    let task = tokio::spawn(run(opts.clone(), regex.to_owned(), link, first_tx));
     match first_rx.await {
-        Ok(Ok(())) => Ok(Subscription { rx, task, home }),
+        Ok(Ok(())) => Ok(Subscription {
+            rx,
+            task,
+            home,
+            connected,
+        }),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(Error::Protocol("subscription ended".into())),
     }
@@ -97,20 +127,20 @@ fn instance(msg: &Message) -> Option<(Key, Instance, bool)> {
             catalogue,
             cluster,
             attrs,
-            ..
+            ts,
         } => Some((
             key(service, catalogue),
-            inst(service, catalogue, cluster, attrs.clone()),
+            inst(service, catalogue, cluster, attrs.clone(), *ts),
             true,
         )),
         Message::DelServ {
             service,
             catalogue,
             cluster,
-            ..
+            ts,
         } => Some((
             key(service, catalogue),
-            inst(service, catalogue, cluster, Attrs::default()),
+            inst(service, catalogue, cluster, Attrs::default(), *ts),
             false,
         )),
         _ => None,
@@ -121,22 +151,24 @@ fn key(s: &ServiceUri, c: &CatalogueUri) -> Key {
     (s.to_string(), c.to_string())
 }
 
-fn inst(service: &ServiceUri, catalogue: &CatalogueUri, cluster: &str, attrs: Attrs) -> Instance {
+fn inst(service: &ServiceUri, catalogue: &CatalogueUri, cluster: &str, attrs: Attrs, ts: Ts) -> Instance {
     Instance {
         service: service.clone(),
         catalogue: catalogue.clone(),
         cluster: cluster.to_owned(),
         attrs,
+        ts,
     }
 }
 
-async fn run(
-    opts: Options,
-    regex: String,
+/// Where a subscription's task reports: events, connection status, home.
+struct Link {
     tx: mpsc::UnboundedSender<Event>,
-    first: oneshot::Sender<Result<(), Error>>,
+    status: watch::Sender<Option<CatalogueUri>>,
     home: Arc<Mutex<Home>>,
-) {
+}
+
+async fn run(opts: Options, regex: String, link: Link, first: oneshot::Sender<Result<(), Error>>) {
     let mut first = Some(first);
     let mut view: BTreeMap<Key, Instance> = BTreeMap::new();
     let mut backoff = crate::reconnect_backoff();
@@ -153,7 +185,9 @@ async fn run(
             }
         };
         backoff.reset();
-        match follow(conn, &regex, &mut view, &tx, &mut first, &home).await {
+        let result = follow(conn, &regex, &mut view, &link, &mut first).await;
+        link.status.send_replace(None);
+        match result {
             Ok(()) => {}
             Err(e @ (Error::Refused { .. } | Error::EnvMismatch { .. })) => {
                 if let Some(f) = first.take() {
@@ -163,7 +197,7 @@ async fn run(
             }
             Err(_) => {}
         }
-        if tx.is_closed() {
+        if link.tx.is_closed() {
             return;
         }
         tokio::time::sleep(backoff.next_delay(rand::random())).await;
@@ -206,13 +240,13 @@ async fn follow(
     mut conn: Connection,
     regex: &str,
     view: &mut BTreeMap<Key, Instance>,
-    tx: &mpsc::UnboundedSender<Event>,
+    link: &Link,
     first: &mut Option<oneshot::Sender<Result<(), Error>>>,
-    home: &Mutex<Home>,
 ) -> Result<(), Error> {
+    let tx = &link.tx;
     let snapshot = read_snapshot(&mut conn, regex).await?;
     {
-        let mut h = home.lock().expect("not poisoned");
+        let mut h = link.home.lock().expect("not poisoned");
         h.catalogue = Some(conn.catalogue.clone());
         h.cluster = conn.cluster.clone();
     }
@@ -228,6 +262,7 @@ async fn follow(
         }
     }
     *view = snapshot;
+    link.status.send_replace(Some(conn.catalogue.clone()));
     let _ = tx.send(Event::Synced);
     if let Some(f) = first.take() {
         let _ = f.send(Ok(()));

@@ -76,6 +76,39 @@ pub fn weight(attrs: &Attrs) -> u16 {
         .unwrap_or(1)
 }
 
+/// RFC 3339 UTC with milliseconds for a time in milliseconds since the
+/// Unix epoch: how `updated_at` is written when it comes from a record's
+/// timestamp.
+pub fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// The `updated_at` of a record: its `updated_at` attribute, else its
+/// timestamp's wall-clock part.
+pub fn updated_at(attrs: &Attrs, ts_millis: u64) -> String {
+    attrs
+        .get(UPDATED_AT)
+        .map_or_else(|| rfc3339(ts_millis), str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +142,12 @@ mod tests {
         assert_eq!(id(&u, &a), "web1");
         assert!(is_master(&a));
         assert_eq!(user_attrs(&a).collect::<Vec<_>>(), vec![("zone", "a")]);
+    }
+
+    #[test]
+    fn rfc3339_renders_milliseconds_in_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_709_210_096_789), "2024-02-29T12:34:56.789Z");
     }
 
     #[test]

@@ -540,27 +540,10 @@ fn with_index(mut r: Response, index: u64) -> Response {
     r
 }
 
-/// `2026-11-22T01:02:03.456Z` from Unix milliseconds.
+/// `2026-11-22T01:02:03.456Z` from Unix milliseconds (written once, in
+/// `rarangi_proto::instance`, so clients render `updated_at` the same way).
 pub(crate) fn rfc3339(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    rarangi_proto::instance::rfc3339(ms)
 }
 
 #[cfg(test)]

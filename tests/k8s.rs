@@ -166,7 +166,7 @@ async fn catalogues_follow_the_endpoint_slices_through_changes_and_a_relist() {
     while !cat
         .log()
         .lines()
-        .any(|l| l.contains("no longer discovered") && l.contains(&retired))
+        .any(|l| l.contains("not redialing") && l.contains(&retired))
     {
         deadline
             .retry(|| format!("the deleted slice's catalogue to be retired\n{}", cat.log()))

@@ -38,7 +38,12 @@ pub(super) enum Read {
 /// The next line.
 pub(super) async fn read_line<R: AsyncRead + Unpin>(lines: &mut Lines<R>) -> Read {
     match lines.next().await {
-        Some(Ok(parsed)) => Read::Line(parsed),
+        Some(Ok(parsed)) => {
+            if let Ok(msg) = &parsed {
+                crate::metrics::metrics().received.count(msg.kind(), 0);
+            }
+            Read::Line(parsed)
+        }
         Some(Err(CodecError::TooLong { .. })) => Read::TooLong,
         Some(Err(_)) | None => Read::Closed,
     }
@@ -316,6 +321,7 @@ async fn run_client<R, W>(
         idle: None,
     };
     let handle = spawn_writer(w, budget, None, &origin.to_string(), &shared);
+    let _open = crate::metrics::metrics().client_open();
     let close = handle.close.clone();
     let tx = handle.clone();
     let conn = shared.next_conn();

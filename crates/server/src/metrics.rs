@@ -222,6 +222,10 @@ impl Metrics {
 /// metric, with the gauges computed from `view` now.
 pub(crate) fn render(view: Arc<View>) -> String {
     let m = metrics();
+    // Shown at 0 before the first drop (a family with no series is not).
+    for who in ["client", "peer"] {
+        m.drops.get_or_create(&[("who", who)]);
+    }
     let mut r = Registry::default();
     r.register(
         "rarangi_lines_received",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use rarangi_core::{check_welcome, Registration, WelcomeVerdict};
 use rarangi_proto::codec::{CodecError, LineCodec};
-use rarangi_proto::{CatalogueUri, ErrorCode, Message, ParseError};
+use rarangi_proto::{CatalogueUri, ErrorCode, Message, MessageKind, ParseError};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
 
@@ -73,6 +73,9 @@ pub(super) async fn accepted<S>(
 {
     let (r, mut w) = tokio::io::split(stream);
     let mut lines = lines(r, shared.settings.max_line);
+    crate::metrics::metrics()
+        .sent
+        .count(MessageKind::Welcome, shared.welcome.encode().len() + 1);
     let timeout = shared.settings.handshake_timeout;
     let handshake = async {
         w.write_all(format!("{}\n", shared.welcome.encode()).as_bytes())

@@ -44,6 +44,7 @@ fn cat_with_token(dir: &TempDir) -> Cat {
 async fn the_exposition_parses_and_counters_move() {
     let dir = TempDir::new("metrics-direct").unwrap();
     let a = cat_with_token(&dir);
+    eventually("the catalogue started", || a.log().contains("catalogue started")).await;
     // Behind the read-token rule like every read.
     assert_eq!(http(&a.http, "GET", "/metrics", None).await.0, 401);
     let mut reg = spawn_register(&a, "tcp://10.0.0.1:80/orders");
@@ -146,7 +147,7 @@ async fn prometheus_scrapes_a_catalogue() {
         .spawn()
         .expect("start prometheus");
     let _prometheus = Running(child);
-    let deadline = Deadline::default();
+    let deadline = Deadline::after(DEADLINE);
     loop {
         let answer = try_http(&web, "GET", "/api/v1/query?query=rarangi_services", None).await;
         let value = answer.ok().and_then(|(_, _, body)| {

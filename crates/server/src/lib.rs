@@ -23,6 +23,7 @@ mod driver;
 mod duration;
 mod health;
 pub mod http;
+mod metrics;
 mod model;
 mod net;
 pub mod settings;

@@ -246,6 +246,7 @@ impl Webhooks {
         let outcome = tokio::time::timeout(TIMEOUT, self.deliver(&ep, body))
             .await
             .unwrap_or(Err(DeliveryError::Timeout));
+        crate::metrics::metrics().webhook(matches!(&outcome, Ok(s) if s.is_success()));
         let reason = match outcome {
             Ok(status) if status.is_success() => {
                 self.delivered(endpoint);

@@ -118,6 +118,11 @@ impl RequestHandler for Handler {
                 response.send_response(msg).await
             }
         };
+        let qtype = request
+            .request_info()
+            .ok()
+            .map(|i| i.query.query_type().to_string());
+        crate::metrics::metrics().dns_query(qtype.as_deref(), metadata.response_code.to_str());
         sent.unwrap_or_else(|e| {
             tracing::debug!(error = %e, "DNS answer not sent");
             metadata.response_code = ResponseCode::ServFail;

@@ -210,7 +210,9 @@ impl Driver {
     /// Commits `ops` and the clock mark; a failure raises the alarm.
     pub(super) fn store_write(&mut self, ops: &[PersistOp]) -> Result<(), StoreError> {
         let clock = self.core.clock();
+        let started = crate::clock::instant();
         let result = tokio::task::block_in_place(|| self.store.apply(ops, clock));
+        crate::metrics::metrics().committed(started.elapsed(), result.is_ok());
         match result {
             Ok(()) => {
                 self.saved_clock = clock;

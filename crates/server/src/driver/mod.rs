@@ -322,6 +322,7 @@ impl Driver {
                     ) {
                         self.topology_dirty = true;
                     }
+                    crate::metrics::metrics().arrived(&msg, now);
                     self.core.peer_message(now, &peer, msg);
                 }
             }
@@ -347,6 +348,7 @@ impl Driver {
             }
             Event::Api(req) => self.on_request(req),
             Event::Probe { service, ok } => {
+                crate::metrics::metrics().probed(ok);
                 self.core.probe(now, &service, ok);
             }
         }
@@ -504,6 +506,7 @@ impl Driver {
         if let Some(link) = self.peers.remove(peer) {
             link.handle.close.cancel();
             tracing::warn!(peer = %peer, reason, "link down");
+            crate::metrics::metrics().link_flaps.inc();
             self.topology_dirty = true;
             self.core.link_down(now_ms(), peer);
         }
@@ -517,6 +520,7 @@ impl Driver {
             .filter_map(|(c, h)| h.stalled().map(|why| (*c, why.to_string())))
             .collect();
         for (conn, why) in clients {
+            crate::metrics::metrics().dropped("client");
             self.drop_client(conn, &format!("client cannot keep up: {why}"));
         }
         let peers: Vec<(CatalogueUri, ConnId, String)> = self
@@ -525,6 +529,7 @@ impl Driver {
             .filter_map(|(p, l)| l.handle.stalled().map(|why| (p.clone(), l.conn, why.to_string())))
             .collect();
         for (peer, conn, why) in peers {
+            crate::metrics::metrics().dropped("peer");
             self.drop_peer(&peer, conn, &format!("peer is not reading: {why}"));
         }
     }

@@ -196,9 +196,17 @@ impl View {
     }
 
     /// How many instances are visible.
-    #[cfg(test)]
     pub(crate) fn service_count(&self) -> usize {
         self.services.len()
+    }
+
+    /// How many visible instances are registered at `me` (a walk over
+    /// every instance: for metrics at scrape time).
+    pub(crate) fn local_count(&self, me: &CatalogueUri) -> usize {
+        self.services
+            .iter()
+            .filter(|s| matches!(s, Slot::At(i) if i.catalogue == *me))
+            .count()
     }
 
     /// A live configuration record.

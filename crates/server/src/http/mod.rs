@@ -12,6 +12,7 @@ pub mod auth;
 mod consul;
 mod events;
 mod hooks;
+mod metrics;
 mod srv;
 mod topology;
 mod ui;
@@ -84,6 +85,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/health/service/{name}"),
     ("get", "/v1/status/leader"),
     ("get", "/v1/status/peers"),
+    ("get", "/metrics"),
     ("get", "/ui"),
     ("get", "/ui/"),
     ("get", "/ui/app.js"),
@@ -202,6 +204,8 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>
                     crate::net::Refusal::PerIp { .. } => "429 Too Many Requests",
                     crate::net::Refusal::Total { .. } => "503 Service Unavailable",
                 };
+                crate::metrics::metrics()
+                    .refused("limit", if status.starts_with('4') { "4xx" } else { "5xx" });
                 refuse(stream, status, &why.to_string());
                 continue;
             }
@@ -355,6 +359,7 @@ fn router(state: Api) -> Router {
         )
         .route("/v1/topology", get(topology))
         .route("/v1/events", get(events))
+        .route("/metrics", get(metrics::metrics))
         .merge(consul::router())
         .fallback(|| async { not_found("no such resource; see docs/openapi.yaml for the routes") })
         .method_not_allowed_fallback(|| async {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use rarangi_core::{check_welcome, Registration, WelcomeVerdict};
 use rarangi_proto::codec::{CodecError, LineCodec};
-use rarangi_proto::{CatalogueUri, ErrorCode, Message, ParseError};
+use rarangi_proto::{CatalogueUri, ErrorCode, Message, MessageKind, ParseError};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
 
@@ -38,7 +38,12 @@ pub(super) enum Read {
 /// The next line.
 pub(super) async fn read_line<R: AsyncRead + Unpin>(lines: &mut Lines<R>) -> Read {
     match lines.next().await {
-        Some(Ok(parsed)) => Read::Line(parsed),
+        Some(Ok(parsed)) => {
+            if let Ok(msg) = &parsed {
+                crate::metrics::metrics().received.count(msg.kind(), 0);
+            }
+            Read::Line(parsed)
+        }
         Some(Err(CodecError::TooLong { .. })) => Read::TooLong,
         Some(Err(_)) | None => Read::Closed,
     }
@@ -68,6 +73,9 @@ pub(super) async fn accepted<S>(
 {
     let (r, mut w) = tokio::io::split(stream);
     let mut lines = lines(r, shared.settings.max_line);
+    crate::metrics::metrics()
+        .sent
+        .count(MessageKind::Welcome, shared.welcome.encode().len() + 1);
     let timeout = shared.settings.handshake_timeout;
     let handshake = async {
         w.write_all(format!("{}\n", shared.welcome.encode()).as_bytes())
@@ -316,6 +324,7 @@ async fn run_client<R, W>(
         idle: None,
     };
     let handle = spawn_writer(w, budget, None, &origin.to_string(), &shared);
+    let _open = crate::metrics::metrics().client_open();
     let close = handle.close.clone();
     let tx = handle.clone();
     let conn = shared.next_conn();

@@ -49,6 +49,14 @@ struct Backlog {
     progress_ms: AtomicU64,
 }
 
+impl Drop for Backlog {
+    fn drop(&mut self) {
+        // What a closed connection never wrote leaves the gauge.
+        let left = *self.bytes.get_mut();
+        crate::metrics::metrics().send_queue_bytes.dec_by(left as i64);
+    }
+}
+
 /// The driver's handle on a connection: its queue and the backlog the
 /// driver watches, so a reader that is slow but moving (a big snapshot) is
 /// served and one that is stuck is dropped.
@@ -117,6 +125,9 @@ impl Handle {
     fn queue(&self, out: Out) -> Result<(), SendError> {
         let before = self.backlog.lines.fetch_add(out.lines(), Ordering::Relaxed);
         self.backlog.bytes.fetch_add(out.bytes(), Ordering::Relaxed);
+        crate::metrics::metrics()
+            .send_queue_bytes
+            .inc_by(out.bytes() as i64);
         if before == 0 {
             // The stall clock runs only while something waits to be written.
             self.backlog.progress_ms.store(now_ms(), Ordering::Relaxed);
@@ -269,11 +280,15 @@ async fn write_out<W: AsyncWrite + Unpin>(
             w.write_all(line.as_bytes()).await?;
             w.write_all(b"\n").await?;
             backlog.bytes.fetch_sub(out.bytes(), Ordering::Relaxed);
+            crate::metrics::metrics().sent_line(line, out.bytes());
         }
         Out::Block(text, _) => {
             for chunk in text.as_bytes().chunks(CHUNK) {
                 w.write_all(chunk).await?;
                 backlog.bytes.fetch_sub(chunk.len(), Ordering::Relaxed);
+                crate::metrics::metrics()
+                    .send_queue_bytes
+                    .dec_by(chunk.len() as i64);
                 backlog.progress_ms.store(now_ms(), Ordering::Relaxed);
             }
         }
